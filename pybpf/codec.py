@@ -1,0 +1,122 @@
+"""Turning Python keys and values into the bytes a map stores, and back.
+
+A map's key and value are fixed-size byte strings to the kernel. A *spec* says how
+Python sees them:
+
+- ``None`` or an int: raw bytes (of the map's size, or that many bytes);
+- a :mod:`struct` format such as ``"I"`` or ``"<IQ"``: one field decodes to a scalar,
+  several to a tuple (the format's own alignment rules apply: use a ctypes Structure
+  to mirror a C struct with trailing padding);
+- a ctypes type: scalars (``c_uint32``) decode to Python numbers, structures and
+  arrays to ctypes instances.
+
+Every codec also accepts bytes-like input of exactly the right size, and every size
+is checked here, before any pointer reaches the kernel.
+"""
+import ctypes
+import struct
+
+
+class Codec:
+    """Encodes to and decodes from exactly ``size`` bytes."""
+
+    def __init__(self, size, spec, encode, decode):
+        self.size, self.spec = size, spec
+        self._encode, self.decode = encode, decode
+
+    def encode(self, value, what="value"):
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            data = bytes(value)
+        else:
+            try:
+                data = self._encode(value)
+            except (struct.error, TypeError, ValueError, OverflowError) as e:
+                raise ValueError(f"cannot encode {what} {value!r} as {self._name()}: {e}") from None
+        if len(data) != self.size:
+            raise ValueError(f"{what} must be {self.size} bytes ({self._name()}), "
+                             f"got {len(data)} bytes")
+        return data
+
+    def _name(self):
+        if isinstance(self.spec, str):
+            return f"struct format {self.spec!r}"
+        if isinstance(self.spec, type):
+            return self.spec.__name__
+        return "raw bytes"
+
+    def __repr__(self):
+        return f"Codec({self._name()}, size={self.size})"
+
+
+def _raw(size):
+    return Codec(size, None, bytes, bytes)
+
+
+def _struct_codec(fmt):
+    s = struct.Struct(fmt)
+    if len(s.unpack(bytes(s.size))) == 1:
+        return Codec(s.size, fmt, s.pack, lambda b: s.unpack(b)[0])
+    return Codec(s.size, fmt, lambda v: s.pack(*v), s.unpack)
+
+
+def _ctypes_codec(ctype):
+    size = ctypes.sizeof(ctype)
+    if issubclass(ctype, ctypes._SimpleCData):
+        def encode(v):
+            return bytes(v if isinstance(v, ctype) else ctype(v))
+        return Codec(size, ctype, encode, lambda b: ctype.from_buffer_copy(b).value)
+
+    def encode(v):
+        if not isinstance(v, ctype):
+            raise TypeError(f"expected a {ctype.__name__} instance or bytes")
+        return bytes(v)
+    return Codec(size, ctype, encode, ctype.from_buffer_copy)
+
+
+def make_codec(spec, size=None, what="value"):
+    """Build a codec from spec; size, when given, is what the map requires."""
+    if spec is None:
+        if size is None:
+            raise ValueError(f"{what}: give a size or a type (a struct format or ctypes type)")
+        codec = _raw(size)
+    elif isinstance(spec, Codec):
+        codec = spec
+    elif isinstance(spec, bool):
+        raise TypeError(f"{what}: {spec!r} is not a size, struct format or ctypes type")
+    elif isinstance(spec, int):
+        if spec < 0:
+            raise ValueError(f"{what} size must not be negative, got {spec}")
+        codec = _raw(spec)
+    elif isinstance(spec, str):
+        try:
+            codec = _struct_codec(spec)
+        except struct.error as e:
+            raise ValueError(f"{what}: bad struct format {spec!r}: {e}") from None
+    elif isinstance(spec, type) and issubclass(spec, ctypes._CData):
+        codec = _ctypes_codec(spec)
+    else:
+        raise TypeError(f"{what}: {spec!r} is not a size, struct format or ctypes type")
+    if size is not None and codec.size != size:
+        raise ValueError(f"{what} type {codec._name()} is {codec.size} bytes but the map's "
+                         f"{what} size is {size} bytes")
+    return codec
+
+
+class PerCpuCodec(Codec):
+    """Values of per-CPU maps: one slot per possible CPU, each padded to 8 bytes."""
+
+    def __init__(self, inner, ncpus):
+        self.inner, self.ncpus = inner, ncpus
+        self.stride = (inner.size + 7) & ~7
+        pad = bytes(self.stride - inner.size)
+
+        def encode(values):
+            if isinstance(values, (str, bytes)) or len(values) != ncpus:
+                raise ValueError(f"a per-CPU value is a sequence of {ncpus} values "
+                                 f"(one per possible CPU)")
+            return b"".join(inner.encode(v) + pad for v in values)
+
+        def decode(data):
+            st, n = self.stride, inner.size
+            return [inner.decode(data[i:i + n]) for i in range(0, st * ncpus, st)]
+        super().__init__(self.stride * ncpus, inner.spec, encode, decode)

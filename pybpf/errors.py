@@ -1,0 +1,58 @@
+"""pybpf's exceptions: one family, each carrying what failed and how to fix it.
+
+Every failed bpf(2) call becomes a :class:`BPFError` (an :class:`OSError`, so
+``except OSError`` and ``e.errno`` keep working) that also names the command and, where
+the cause is known, a hint naming the fix. The kernel's errno alone ("Operation not
+permitted") rarely says which of half a dozen settings refused the call.
+"""
+import errno as _errno
+import os
+
+
+class BPFError(OSError):
+    """A bpf(2) (or perf_event_open(2), tracefs, bpffs) operation failed.
+
+    ``cmd`` is the command's kernel name (``"BPF_MAP_CREATE"``), ``errno`` the error
+    number and ``hint`` a sentence naming the likely fix, or ``None``.
+    """
+
+    def __init__(self, cmd, err, detail="", hint=None):
+        self.cmd = cmd
+        self.hint = hint
+        self.detail = detail
+        text = f"{cmd}: {_errno.errorcode.get(err, err)} ({os.strerror(err)})"
+        if detail:
+            text += f": {detail}"
+        if hint:
+            text += f"\n  hint: {hint}"
+        super().__init__(err, text)
+
+    def __str__(self):
+        return self.strerror
+
+    def __reduce__(self):
+        return (type(self), (self.cmd, self.errno, self.detail, self.hint))
+
+
+class VerifierError(BPFError):
+    """The verifier rejected a program. ``log`` holds the whole verifier log."""
+
+    TAIL_LINES = 20
+
+    def __init__(self, cmd, err, detail="", hint=None, log=""):
+        self.log = log
+        tail = "\n".join(log.rstrip("\n").splitlines()[-self.TAIL_LINES:])
+        if tail:
+            detail = (detail + "\n" if detail else "") + "verifier log (last lines):\n" + tail
+        super().__init__(cmd, err, detail, hint)
+
+    def __reduce__(self):
+        return (type(self), (self.cmd, self.errno, self.detail, self.hint, self.log))
+
+
+class MapFullError(BPFError):
+    """An update needed a new entry but the map already holds max_entries (E2BIG)."""
+
+
+class ClosedError(ValueError):
+    """An operation on a pybpf object whose file descriptor was already closed."""

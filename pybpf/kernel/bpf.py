@@ -1,0 +1,322 @@
+"""One function per bpf(2) command, taking plain fds, ints and buffers.
+
+The layer above (maps, programs, links) holds objects; this layer only fills
+``union bpf_attr`` and translates errno into exceptions (or, where absence is an
+ordinary answer, such as ENOENT from a lookup, into a return value).
+"""
+import ctypes
+import errno
+import mmap as _mmap
+import os
+import threading
+
+from ..errors import BPFError
+from . import attr as A
+from . import system
+from .constants import BPF_F_NUMA_NODE, BPF_OBJ_NAME_LEN, Cmd
+from .syscall import NR_BPF, ENOTSUPP, bpf_call, bpf, bpf_failed, make_error
+
+LOG_BUF_START = 64 * 1024
+LOG_BUF_MAX = (1 << 30) - 1  # the kernel's limit (UINT_MAX >> 2)
+
+
+def address(buf):
+    """Address of a ctypes object, a bytearray or a bytes object (0 for None).
+
+    The caller keeps buf alive for the duration of the syscall.
+    """
+    if buf is None:
+        return 0
+    if isinstance(buf, bytes):
+        return ctypes.cast(ctypes.c_char_p(buf), ctypes.c_void_p).value or 0
+    if isinstance(buf, bytearray):
+        return ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf)) if buf else 0
+    return ctypes.addressof(buf)
+
+
+def obj_name(name):
+    """Encode an object name the way the kernel accepts it (<16 bytes, [A-Za-z0-9_.])."""
+    raw = name.encode() if isinstance(name, str) else bytes(name)
+    if len(raw) >= BPF_OBJ_NAME_LEN:
+        raw = raw[:BPF_OBJ_NAME_LEN - 1]
+    bad = [chr(c) for c in raw if not (chr(c).isalnum() or chr(c) in "_.")]
+    if bad:
+        raise ValueError(f"object name {name!r} has characters the kernel refuses "
+                         f"({''.join(sorted(set(bad)))}); use letters, digits, '_' and '.'")
+    return raw
+
+
+def close(fd):
+    os.close(fd)
+
+
+# ---- maps -------------------------------------------------------------------
+
+def map_create(map_type, key_size, value_size, max_entries, flags=0, name="",
+               inner_map_fd=0, numa_node=None, ifindex=0, btf_fd=0, btf_key_type_id=0,
+               btf_value_type_id=0, btf_vmlinux_value_type_id=0, map_extra=0, hints=None):
+    system.raise_memlock_rlimit()
+    attr = A.MapCreateAttr(
+        map_type=map_type, key_size=key_size, value_size=value_size,
+        max_entries=max_entries, map_flags=flags | (BPF_F_NUMA_NODE if numa_node is not None else 0),
+        inner_map_fd=inner_map_fd, numa_node=numa_node or 0, map_name=obj_name(name),
+        map_ifindex=ifindex, btf_fd=btf_fd, btf_key_type_id=btf_key_type_id,
+        btf_value_type_id=btf_value_type_id,
+        btf_vmlinux_value_type_id=btf_vmlinux_value_type_id, map_extra=map_extra)
+    return bpf(Cmd.MAP_CREATE, attr, hints)
+
+
+class ElemOps:
+    """Prebuilt attr and buffers for the BPF_MAP_*_ELEM commands on one map.
+
+    Single-element operations are the hot path of a map from Python; building the attr
+    and buffers once makes one lookup a copy in, a syscall and a copy out (about
+    1.3 us of the ~2 us a lookup costs is ctypes' call and the kernel). Buffers are
+    bytearrays, whose slice assignment is the cheapest copy Python has. A lock keeps
+    threads from sharing the buffers mid-call (ctypes releases the GIL in syscall()).
+    """
+
+    def __init__(self, fd, key_size, value_size):
+        self.key_size, self.value_size = key_size, value_size
+        self.key = bytearray(max(key_size, 1))
+        self.value = bytearray(max(value_size, 1))
+        self.next = bytearray(max(key_size, 1))
+        # ctypes views export the bytearrays, which makes any resize (the one way a
+        # slice assignment could move them under the kernel's pointer) a BufferError.
+        self._views = [(ctypes.c_char * len(b)).from_buffer(b)
+                       for b in (self.key, self.value, self.next)]
+        self._key_addr, self._value_addr, self._next_addr = map(ctypes.addressof, self._views)
+        self.attr = A.MapElemAttr(map_fd=fd)
+        self._attr_addr = ctypes.addressof(self.attr)
+        self._attr_size = ctypes.sizeof(self.attr)
+        self.lock = threading.Lock()
+
+    def _call(self, cmd, key, value_addr, flags):
+        """Returns 0 or -errno; the caller holds the lock."""
+        attr = self.attr
+        if key is None:
+            attr.key = 0
+        else:
+            self.key[:] = key
+            attr.key = self._key_addr
+        attr.value = value_addr
+        attr.flags = flags
+        if bpf_call(NR_BPF, cmd, self._attr_addr, self._attr_size) >= 0:
+            return 0
+        return -ctypes.get_errno()
+
+    def _check(self, cmd, ret, missing_ok=True):
+        """True on success, False for ENOENT (when that is an answer), else raise."""
+        if ret >= 0:
+            return True
+        if missing_ok and ret == -errno.ENOENT:
+            return False
+        bpf_failed(cmd, self.attr, -ret)  # retries EINTR, raises otherwise
+        return True
+
+    def lookup(self, key, flags=0, cmd=int(Cmd.MAP_LOOKUP_ELEM)):
+        """Value bytes for key (None for keyless maps), or None when absent."""
+        with self.lock:
+            ret = self._call(cmd, key, self._value_addr, flags)
+            if ret >= 0 or self._check(cmd, ret):
+                return bytes(self.value) if self.value_size else b""
+            return None
+
+    def update(self, key, value, flags=0):
+        with self.lock:
+            self.value[:] = value
+            self._check(_UPDATE, self._call(_UPDATE, key, self._value_addr, flags), False)
+
+    def delete(self, key):
+        """True when key was present."""
+        with self.lock:
+            return self._check(_DELETE, self._call(_DELETE, key, 0, 0))
+
+    def next_key(self, key):
+        """The key after key (the first key for None), or None at the end."""
+        with self.lock:
+            if self._check(_NEXT_KEY, self._call(_NEXT_KEY, key, self._next_addr, 0)):
+                return bytes(self.next) if self.key_size else b""
+            return None
+
+
+# Plain ints: passing an IntEnum through ctypes costs more than the syscall's own work.
+_UPDATE, _DELETE, _NEXT_KEY = (int(Cmd.MAP_UPDATE_ELEM), int(Cmd.MAP_DELETE_ELEM),
+                               int(Cmd.MAP_GET_NEXT_KEY))
+
+
+def map_freeze(fd):
+    bpf(Cmd.MAP_FREEZE, A.MapElemAttr(map_fd=fd), {
+        errno.EBUSY: "the map is mmap()ed writable; close the writable mapping first"})
+
+
+def map_batch(cmd, fd, in_batch, out_batch, keys, values, count, elem_flags=0):
+    """One BPF_MAP_*_BATCH call. Returns (count processed, finished).
+
+    ``finished`` is True when the kernel reported ENOENT: the map has no more
+    entries after this batch (which may still hold some).
+    """
+    attr = A.MapBatchAttr(in_batch=address(in_batch), out_batch=address(out_batch),
+                          keys=address(keys), values=address(values), count=count,
+                          map_fd=fd, elem_flags=elem_flags)
+    try:
+        bpf(cmd, attr)
+    except BPFError as e:
+        if e.errno != errno.ENOENT:
+            e.batch_count = attr.count
+            raise
+        return attr.count, True
+    return attr.count, False
+
+
+def mmap(fd, length, writable):
+    """mmap(2) a BPF_F_MMAPABLE map's value area (shared with the kernel)."""
+    prot = _mmap.PROT_READ | (_mmap.PROT_WRITE if writable else 0)
+    try:
+        return _mmap.mmap(fd, length, _mmap.MAP_SHARED, prot)
+    except OSError as e:
+        hint = ("the map is frozen or was created with BPF_F_RDONLY_PROG; map it read-only"
+                if e.errno == errno.EPERM else
+                "only array maps created with BPF_F_MMAPABLE can be mmap()ed")
+        raise BPFError("mmap", e.errno, hint=hint) from None
+
+
+# ---- programs ---------------------------------------------------------------
+
+def prog_load(prog_type, insns, license, name="", expected_attach_type=0, kern_version=0,
+              prog_flags=0, log_level=0, log_size=None, prog_btf_fd=0, func_info=None,
+              func_info_rec_size=0, func_info_cnt=0, line_info=None, line_info_rec_size=0,
+              line_info_cnt=0, attach_btf_id=0, attach_prog_fd=0, fd_array=None,
+              prog_ifindex=0, hints=None):
+    """BPF_PROG_LOAD; returns (fd, log text).
+
+    Without log_level, the first attempt runs with no log (cheap). If it fails, the load
+    is repeated with log level 1 so the error carries the verifier's reason; a log
+    that does not fit (ENOSPC) is retried with the size the kernel reports needing
+    (6.4+) or a doubled buffer.
+    """
+    system.raise_memlock_rlimit()
+    lic = license.encode() + b"\0"
+    attr = A.ProgLoadAttr(
+        prog_type=prog_type, insn_cnt=len(insns) // 8, insns=address(insns),
+        license=address(lic), kern_version=kern_version, prog_flags=prog_flags,
+        prog_name=obj_name(name), prog_ifindex=prog_ifindex,
+        expected_attach_type=expected_attach_type, prog_btf_fd=prog_btf_fd,
+        func_info_rec_size=func_info_rec_size, func_info=address(func_info),
+        func_info_cnt=func_info_cnt, line_info_rec_size=line_info_rec_size,
+        line_info=address(line_info), line_info_cnt=line_info_cnt,
+        attach_btf_id=attach_btf_id, attach_prog_fd=attach_prog_fd,
+        fd_array=address(fd_array))
+    size = log_size or LOG_BUF_START
+    level = log_level
+    while True:
+        log = ctypes.create_string_buffer(size) if level else None
+        attr.log_level, attr.log_size, attr.log_buf = level, size if level else 0, address(log)
+        attr.log_true_size = 0
+        try:
+            fd = bpf(Cmd.PROG_LOAD, attr, hints)
+            return fd, _log_text(log)
+        except BPFError as e:
+            err = e.errno
+        if level == 0:
+            level = 1
+            continue
+        if err == errno.ENOSPC and size < LOG_BUF_MAX:
+            size = min(max(attr.log_true_size, size * 2), LOG_BUF_MAX)
+            continue
+        raise make_error(Cmd.PROG_LOAD, err, hints, log=_log_text(log))
+
+
+def _log_text(buf):
+    return buf.value.decode("utf-8", "replace") if buf is not None else ""
+
+
+def prog_test_run(fd, data_in=None, data_size_out=0, ctx_in=None, ctx_size_out=0,
+                  repeat=1, flags=0, cpu=0, batch_size=0):
+    """BPF_PROG_TEST_RUN; returns (retval, duration_ns, data_out, ctx_out)."""
+    data_out = ctypes.create_string_buffer(data_size_out) if data_size_out else None
+    ctx_out = ctypes.create_string_buffer(ctx_size_out) if ctx_size_out else None
+    attr = A.TestRunAttr(
+        prog_fd=fd, data_size_in=len(data_in or b""), data_in=address(data_in),
+        data_size_out=data_size_out, data_out=address(data_out),
+        ctx_size_in=len(ctx_in or b""), ctx_in=address(ctx_in),
+        ctx_size_out=ctx_size_out, ctx_out=address(ctx_out),
+        repeat=repeat, flags=flags, cpu=cpu, batch_size=batch_size)
+    bpf(Cmd.PROG_TEST_RUN, attr, {
+        ENOTSUPP: "this program type has no BPF_PROG_TEST_RUN support in this kernel",
+        errno.ENOSPC: "data_out/ctx_out is smaller than what the program produced"})
+    data = data_out.raw[:attr.data_size_out] if data_out is not None else b""
+    ctx = ctx_out.raw[:attr.ctx_size_out] if ctx_out is not None else b""
+    return attr.retval, attr.duration, data, ctx
+
+
+def enable_stats(stats_type):
+    """BPF_ENABLE_STATS; the returned fd keeps run_cnt/run_time_ns counting until closed."""
+    return bpf(Cmd.ENABLE_STATS, A.EnableStatsAttr(type=stats_type))
+
+
+# ---- objects by path and by id ----------------------------------------------
+
+def obj_pin(fd, path):
+    system.check_pin_path(path)
+    raw = os.fsencode(path) + b"\0"
+    bpf(Cmd.OBJ_PIN, A.ObjAttr(pathname=address(raw), bpf_fd=fd), {
+        errno.EEXIST: f"{path} is already pinned; unpin it (os.unlink) or choose another path"})
+
+
+def obj_get(path, file_flags=0):
+    raw = os.fsencode(path) + b"\0"
+    return bpf(Cmd.OBJ_GET, A.ObjAttr(pathname=address(raw), file_flags=file_flags), {
+        errno.ENOENT: f"nothing is pinned at {path}",
+        errno.EINVAL: f"{path} is not a pinned BPF object (is it on a bpffs mount?)"})
+
+
+_INFO_STRUCTS = {"prog": A.BpfProgInfo, "map": A.BpfMapInfo, "btf": A.BpfBtfInfo}
+
+
+def obj_get_info(fd, kind, **arrays):
+    """BPF_OBJ_GET_INFO_BY_FD for kind "prog", "map" or "btf".
+
+    ``arrays`` sets pointer fields (e.g. ``map_ids=(buffer, count_field, count)``) so
+    the kernel fills variable-length data in the same call.
+    """
+    info = _INFO_STRUCTS[kind]()
+    keep = []
+    for field, (buf, count_field, count) in arrays.items():
+        keep.append(buf)
+        setattr(info, field, address(buf))
+        setattr(info, count_field, count)
+    attr = A.InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+    bpf(Cmd.OBJ_GET_INFO_BY_FD, attr)
+    return info
+
+
+def next_id(cmd, start_id):
+    """The next id after start_id for a *_GET_NEXT_ID command, or None at the end."""
+    attr = A.GetIdAttr(start_id=start_id)
+    try:
+        bpf(cmd, attr)
+    except BPFError as e:
+        if e.errno == errno.ENOENT:
+            return None
+        raise
+    return attr.next_id
+
+
+def fd_by_id(cmd, obj_id, open_flags=0):
+    return bpf(cmd, A.GetIdAttr(start_id=obj_id, open_flags=open_flags), {
+        errno.ENOENT: f"no object with id {obj_id} (it may have been unloaded)"})
+
+
+def unlink(path):
+    """Remove a pin: pins are files in bpffs."""
+    os.unlink(path)
+
+
+def object_kind(fd):
+    """"map", "prog", "link", "btf" or None: which BPF object an fd refers to."""
+    info = system.fdinfo(fd)
+    for key, kind in (("map_type", "map"), ("prog_type", "prog"), ("link_type", "link")):
+        if key in info:
+            return kind
+    return None

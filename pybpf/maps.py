@@ -1,0 +1,582 @@
+"""BPF maps as Python objects: dict-like access with typed keys and values.
+
+``Map.create(MapType.HASH, key="I", value="Q", max_entries=1024)`` returns the subclass
+that fits the map type (HashMap, ArrayMap, PerCpuHashMap, QueueMap, ...), so each type
+offers exactly the operations the kernel allows on it and refuses the others with a
+message instead of an errno.
+"""
+import ctypes
+import dataclasses
+import errno
+
+from . import codec as _codec
+from .errors import BPFError
+from .fd import FdObject, Pinnable
+from .kernel import bpf as kbpf
+from .kernel import system
+from .kernel.constants import (BPF_ANY, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_RDONLY,
+                               Cmd, MapType)
+from .kernel.syscall import ENOTSUPP
+
+_PAGE = system.page_size()
+
+
+def map_type_of(value):
+    """MapType from a MapType, its number or a name like "percpu_hash"."""
+    if isinstance(value, str):
+        try:
+            return MapType[value.upper()]
+        except KeyError:
+            pass
+    else:
+        try:
+            return MapType(value)
+        except ValueError:
+            pass
+    raise ValueError(f"unknown map type {value!r}; known: "
+                     f"{', '.join(t.name.lower() for t in MapType if t)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MapInfo:
+    """What BPF_OBJ_GET_INFO_BY_FD reports about a map (plus fdinfo's frozen flag)."""
+    type: MapType
+    id: int
+    name: str
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int
+    btf_id: int
+    btf_key_type_id: int
+    btf_value_type_id: int
+    map_extra: int
+    ifindex: int
+    frozen: bool
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        d["type"] = self.type.name.lower()
+        return d
+
+
+def _map_info(fd):
+    i = kbpf.obj_get_info(fd, "map")
+    try:
+        mtype = MapType(i.type)
+    except ValueError:  # a type newer than our constants: keep the number
+        mtype = i.type
+    frozen = system.fdinfo(fd).get("frozen") == "1"
+    return MapInfo(mtype, i.id, i.name.decode(), i.key_size, i.value_size, i.max_entries,
+                   i.map_flags, i.btf_id, i.btf_key_type_id, i.btf_value_type_id,
+                   i.map_extra, i.ifindex, frozen)
+
+
+class Map(Pinnable):
+    """A BPF map. Create with :meth:`create`; open existing ones with :meth:`from_pin`,
+    :meth:`from_id` or :meth:`from_fd`."""
+
+    map_type = None  # set on subclasses that serve one type
+
+    def __init__(self, fd, map_type, key_size, value_size, max_entries, flags=0, name="",
+                 key=None, value=None):
+        super().__init__(fd)
+        self.type, self.name = map_type, name
+        self.key_size, self.value_size = key_size, value_size
+        self.max_entries, self.flags = max_entries, flags
+        self._key = _codec.make_codec(key, key_size, "key") if key_size else None
+        self._value = self._value_codec(_codec.make_codec(value, value_size, "value"))
+        self._ops = kbpf.ElemOps(fd, key_size, self._value.size)
+        self._id = None
+
+    # -- construction ----------------------------------------------------------
+
+    @staticmethod
+    def create(map_type, key=None, value=None, max_entries=None, *, flags=0, name="",
+               inner_map=None, numa_node=None, map_extra=0, key_size=None, value_size=None):
+        """Create a map. ``key`` and ``value`` are specs (struct format, ctypes type,
+        size in bytes; see pybpf.codec) or give raw sizes with key_size/value_size."""
+        cls = _class_for(map_type_of(map_type))
+        key_size = _spec_size(key, key_size, "key")
+        value_size = _spec_size(value, value_size, "value")
+        key_size, value_size, max_entries = cls._check_create(
+            key_size, value_size, max_entries, flags, inner_map)
+        hints = {errno.EINVAL: f"the kernel refused these {cls.map_type.name} map "
+                               f"parameters (key_size={key_size}, value_size={value_size}, "
+                               f"max_entries={max_entries}, flags={flags:#x})"}
+        inner_fd = inner_map.fd if inner_map is not None else 0
+        fd = kbpf.map_create(cls.map_type, key_size, value_size, max_entries, flags, name,
+                             inner_map_fd=inner_fd, numa_node=numa_node,
+                             map_extra=map_extra, hints=hints)
+        try:
+            return cls(fd, cls.map_type, key_size, value_size, max_entries, flags, name,
+                       key=key if key_size else None, value=value)
+        except BaseException:
+            kbpf.close(fd)
+            raise
+
+    @classmethod
+    def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
+        """Validate and complete create() arguments for this map type."""
+        if max_entries is None or max_entries <= 0:
+            raise ValueError(f"{cls.map_type.name} maps need max_entries > 0")
+        if not key_size or not value_size:
+            raise ValueError(f"{cls.map_type.name} maps need a key and a value size")
+        return key_size, value_size, max_entries
+
+    @staticmethod
+    def from_fd(fd, key=None, value=None):
+        """Wrap an fd (taking ownership of it) in the Map subclass for its type."""
+        try:
+            info = _map_info(fd)
+            cls = _class_for(info.type) if isinstance(info.type, MapType) else Map
+            return cls(fd, info.type, info.key_size, info.value_size, info.max_entries,
+                       info.flags, info.name, key=key, value=value)
+        except BaseException:
+            kbpf.close(fd)
+            raise
+
+    @classmethod
+    def from_pin(cls, path, key=None, value=None, readonly=False):
+        fd = kbpf.obj_get(path, BPF_F_RDONLY if readonly else 0)
+        if kbpf.object_kind(fd) != "map":
+            kbpf.close(fd)
+            raise ValueError(f"{path} is a pinned {kbpf.object_kind(fd) or 'object'}, not a map")
+        return cls.from_fd(fd, key, value)
+
+    @classmethod
+    def from_id(cls, map_id, key=None, value=None):
+        return cls.from_fd(kbpf.fd_by_id(Cmd.MAP_GET_FD_BY_ID, map_id), key, value)
+
+    def _value_codec(self, inner):
+        return inner
+
+    # -- facts -----------------------------------------------------------------
+
+    @property
+    def id(self):
+        if self._id is None:
+            self._id = self.info().id
+        return self._id
+
+    def info(self):
+        return _map_info(self.fd)
+
+    def freeze(self):
+        """Make the map read-only for user space from now on (programs may still write,
+        unless created with BPF_F_RDONLY_PROG)."""
+        kbpf.map_freeze(self.fd)
+
+    def _describe(self):
+        kind = type(self).__name__
+        return f"{kind} {self.name!r}" if self.name else kind
+
+    def __repr__(self):
+        state = "closed" if self.closed else f"fd={self._fd}"
+        return (f"<{self._describe()} {state} key_size={self.key_size} "
+                f"value_size={self.value_size} max_entries={self.max_entries}>")
+
+    def _refuse(self, what):
+        raise TypeError(f"{self._describe()} ({self.type.name}) does not support {what}")
+
+    def _enc_key(self, key):
+        if self._key is None:
+            self._refuse("keys")
+        return self._key.encode(key, "key")
+
+
+def _spec_size(spec, explicit, what):
+    if explicit is not None:
+        if spec is not None:
+            raise ValueError(f"give {what} or {what}_size, not both")
+        return explicit
+    if spec is None:
+        return 0
+    return _codec.make_codec(spec, what=what).size
+
+
+class KeyedMap(Map):
+    """Maps addressed by key: the dict-like interface and batch operations."""
+
+    def __getitem__(self, key):
+        self.fd
+        data = self._ops.lookup(self._enc_key(key))
+        if data is None:
+            raise KeyError(key)
+        return self._value.decode(data)
+
+    def get(self, key, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __setitem__(self, key, value):
+        self.update(key, value)
+
+    def update(self, key, value, flags=BPF_ANY):
+        """Store value at key. flags: BPF_ANY, BPF_NOEXIST (fail with FileExistsError-like
+        BPFError EEXIST if present), BPF_EXIST (fail if absent), BPF_F_LOCK."""
+        self.fd
+        self._ops.update(self._enc_key(key), self._value.encode(value), flags)
+
+    def __delitem__(self, key):
+        self.fd
+        if not self._ops.delete(self._enc_key(key)):
+            raise KeyError(key)
+
+    def pop(self, key, *default):
+        try:
+            value = self[key]
+            del self[key]
+        except KeyError:
+            if default:
+                return default[0]
+            raise
+        return value
+
+    def __contains__(self, key):
+        self.fd
+        return self._ops.lookup(self._enc_key(key)) is not None
+
+    def _raw_keys(self):
+        self.fd
+        key = self._ops.next_key(None)
+        while key is not None:
+            yield key
+            key = self._ops.next_key(key)
+
+    def __iter__(self):
+        for raw in self._raw_keys():
+            yield self._key.decode(raw)
+
+    def keys(self):
+        return list(self)
+
+    def values(self):
+        return [v for _, v in self.items()]
+
+    def items(self):
+        """All (key, value) pairs, through one batch walk where the kernel has it."""
+        return self.lookup_batch()
+
+    def __len__(self):
+        return sum(1 for _ in self._raw_keys())
+
+    def clear(self):
+        self.delete_batch([self._key.decode(k) for k in self._raw_keys()])
+
+    # -- batches ---------------------------------------------------------------
+
+    def lookup_batch(self, batch_size=None, delete=False):
+        """Every (key, value) pair, read (and with delete=True removed) in batches of
+        batch_size entries per syscall; falls back to one syscall per key on kernels or
+        map types without BPF_MAP_LOOKUP_BATCH."""
+        self.fd
+        try:
+            return self._lookup_batch(batch_size, delete)
+        except BPFError as e:
+            if not _batch_unsupported(e):
+                raise
+        pairs = []
+        for raw in list(self._raw_keys()):
+            data = self._ops.lookup(raw)
+            if data is None:
+                continue
+            pairs.append((self._key.decode(raw), self._value.decode(data)))
+            if delete:
+                self._ops.delete(raw)
+        return pairs
+
+    def _lookup_batch(self, batch_size, delete):
+        ks, vs = self.key_size, self._value.size
+        count = batch_size or min(self.max_entries, 4096)
+        cmd = Cmd.MAP_LOOKUP_AND_DELETE_BATCH if delete else Cmd.MAP_LOOKUP_BATCH
+        # The resume token is a bucket index (u32) for hash maps and a key for others.
+        token_size = max(ks, 8)
+        in_batch, out_batch = None, ctypes.create_string_buffer(token_size)
+        pairs = []
+        while True:
+            keys = ctypes.create_string_buffer(count * ks)
+            values = ctypes.create_string_buffer(count * vs)
+            try:
+                n, done = kbpf.map_batch(cmd, self.fd, in_batch, out_batch, keys, values, count)
+            except BPFError as e:
+                if e.errno == errno.ENOSPC and getattr(e, "batch_count", 0) == 0:
+                    count *= 2  # a hash bucket holds more entries than one batch
+                    continue
+                raise
+            kraw, vraw = keys.raw, values.raw
+            kdec, vdec = self._key.decode, self._value.decode
+            pairs.extend((kdec(kraw[i * ks:(i + 1) * ks]), vdec(vraw[i * vs:(i + 1) * vs]))
+                         for i in range(n))
+            if done:
+                return pairs
+            in_batch = ctypes.create_string_buffer(out_batch.raw, token_size)
+
+    def update_batch(self, items, flags=BPF_ANY):
+        """Store many (key, value) pairs (a dict or iterable of pairs) in one syscall."""
+        pairs = list(items.items() if isinstance(items, dict) else items)
+        self.fd
+        if not pairs:
+            return
+        keys = b"".join(self._enc_key(k) for k, _ in pairs)
+        values = b"".join(self._value.encode(v) for _, v in pairs)
+        try:
+            kbpf.map_batch(Cmd.MAP_UPDATE_BATCH, self.fd, None, None, keys, values,
+                           len(pairs), flags)
+        except BPFError as e:
+            if not _batch_unsupported(e):
+                raise
+            for k, v in pairs:
+                self.update(k, v, flags)
+
+    def delete_batch(self, keys):
+        """Delete many keys in one syscall; KeyError names the first missing key."""
+        keys = list(keys)
+        self.fd
+        if not keys:
+            return
+        raw = b"".join(self._enc_key(k) for k in keys)
+        try:
+            kbpf.map_batch(Cmd.MAP_DELETE_BATCH, self.fd, None, None, raw, None, len(keys))
+        except BPFError as e:
+            if e.errno == errno.ENOENT:
+                raise KeyError(keys[getattr(e, "batch_count", 0)]) from None
+            if not _batch_unsupported(e):
+                raise
+            for k in keys:
+                del self[k]
+
+
+def _batch_unsupported(err):
+    """The kernel lacks batch ops (before 5.6: EINVAL) or this map type has none."""
+    if err.errno in (ENOTSUPP, errno.EOPNOTSUPP):
+        return True
+    return err.errno == errno.EINVAL and system.kernel_version() < (5, 6)
+
+
+class HashMap(KeyedMap):
+    """HASH, LRU_HASH and LPM_TRIE maps: keys come and go."""
+    map_type = MapType.HASH
+
+
+class LpmTrieMap(HashMap):
+    """Longest-prefix-match trie; a key starts with a u32 prefix length in bits."""
+    map_type = MapType.LPM_TRIE
+
+    @classmethod
+    def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
+        if not flags & BPF_F_NO_PREALLOC:
+            raise ValueError("LPM_TRIE maps must be created with flags=BPF_F_NO_PREALLOC")
+        if key_size <= 4:
+            raise ValueError("an LPM_TRIE key is a u32 prefix length followed by the data "
+                             f"bytes, so it is more than 4 bytes (got {key_size})")
+        return super()._check_create(key_size, value_size, max_entries, flags, inner_map)
+
+
+class ArrayMap(KeyedMap):
+    """ARRAY maps: max_entries preallocated u32-indexed slots that always exist."""
+    map_type = MapType.ARRAY
+
+    @classmethod
+    def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
+        if key_size not in (0, 4):
+            raise ValueError(f"{cls.map_type.name} keys are u32 indexes (4 bytes), got {key_size}")
+        return super()._check_create(4, value_size, max_entries, flags, inner_map)
+
+    def __init__(self, fd, map_type, key_size, value_size, max_entries, flags=0, name="",
+                 key=None, value=None):
+        super().__init__(fd, map_type, key_size, value_size, max_entries, flags, name,
+                         "I" if key is None else key, value)
+
+    def __delitem__(self, key):
+        self._refuse("deleting elements (array slots always exist; store zeros instead)")
+
+    def clear(self):
+        self._refuse("clear() (array slots always exist; store zeros instead)")
+
+    def __len__(self):
+        return self.max_entries
+
+    def mmap(self):
+        """Map the values into this process (BPF_F_MMAPABLE arrays): a ``mmap.mmap``
+        shared with the kernel, writable unless the map is frozen. Close it when done."""
+        if not self.flags & BPF_F_MMAPABLE:
+            raise ValueError(f"{self._describe()} was not created with BPF_F_MMAPABLE")
+        length = self.value_size * self.max_entries
+        length = (length + _PAGE - 1) // _PAGE * _PAGE
+        return kbpf.mmap(self.fd, length, writable=not self.info().frozen)
+
+
+class _PerCpu:
+    """Mixin: values are lists with one entry per possible CPU."""
+
+    def _value_codec(self, inner):
+        return _codec.PerCpuCodec(inner, system.possible_cpus())
+
+
+class PerCpuHashMap(_PerCpu, HashMap):
+    map_type = MapType.PERCPU_HASH
+
+
+class PerCpuArrayMap(_PerCpu, ArrayMap):
+    map_type = MapType.PERCPU_ARRAY
+
+
+class _FdArray(ArrayMap):
+    """Arrays whose values are fds on update and ids on lookup (prog and map arrays)."""
+
+    @classmethod
+    def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
+        if value_size not in (0, 4):
+            raise ValueError(f"{cls.map_type.name} values are 4-byte fds, got {value_size}")
+        return super()._check_create(key_size, 4, max_entries, flags, inner_map)
+
+    def __init__(self, fd, map_type, key_size, value_size, max_entries, flags=0, name="",
+                 key=None, value=None):
+        super().__init__(fd, map_type, key_size, value_size, max_entries, flags, name, key,
+                         _FD_CODEC)
+
+    def __delitem__(self, key):
+        KeyedMap.__delitem__(self, key)
+
+    def clear(self):
+        KeyedMap.clear(self)
+
+    def __len__(self):
+        return KeyedMap.__len__(self)
+
+
+# Stored as an fd (a pybpf object or an int); read back as the object's kernel id.
+_FD_CODEC = _codec.Codec(4, None,
+                         lambda v: (v.fd if isinstance(v, FdObject) else int(v)).to_bytes(4, "little"),
+                         lambda b: int.from_bytes(b, "little"))
+
+
+class ProgArrayMap(_FdArray):
+    """PROG_ARRAY: the jump table for bpf_tail_call(); store Program objects."""
+    map_type = MapType.PROG_ARRAY
+
+
+class ArrayOfMapsMap(_FdArray):
+    """ARRAY_OF_MAPS: store Map objects shaped like the inner_map given at creation."""
+    map_type = MapType.ARRAY_OF_MAPS
+
+    @classmethod
+    def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
+        _require_inner(cls, inner_map)
+        return super()._check_create(key_size, value_size, max_entries, flags, inner_map)
+
+
+def _require_inner(cls, inner_map):
+    if inner_map is None:
+        raise ValueError(f"{cls.map_type.name} needs inner_map=, a map of the shape its "
+                         f"elements will have")
+
+
+class HashOfMapsMap(HashMap):
+    """HASH_OF_MAPS: keys of your choice, values are Map objects (read back as ids)."""
+    map_type = MapType.HASH_OF_MAPS
+
+    @classmethod
+    def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
+        _require_inner(cls, inner_map)
+        if value_size not in (0, 4):
+            raise ValueError(f"{cls.map_type.name} values are 4-byte fds, got {value_size}")
+        return super()._check_create(key_size, 4, max_entries, flags, inner_map)
+
+    def __init__(self, fd, map_type, key_size, value_size, max_entries, flags=0, name="",
+                 key=None, value=None):
+        super().__init__(fd, map_type, key_size, value_size, max_entries, flags, name, key,
+                         _FD_CODEC)
+
+
+class PerfEventArrayMap(_FdArray):
+    """PERF_EVENT_ARRAY: one perf event fd per CPU for bpf_perf_event_output()."""
+    map_type = MapType.PERF_EVENT_ARRAY
+
+    @classmethod
+    def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
+        return super()._check_create(key_size, value_size,
+                                     max_entries or system.possible_cpus(), flags, inner_map)
+
+    def __getitem__(self, key):
+        self._refuse("reading elements (the kernel keeps perf event fds write-only)")
+
+
+class QueueMap(Map):
+    """QUEUE (FIFO) and STACK (LIFO) maps: no keys, push/pop/peek values."""
+    map_type = MapType.QUEUE
+
+    @classmethod
+    def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
+        if key_size:
+            raise ValueError(f"{cls.map_type.name} maps have no key")
+        if max_entries is None or max_entries <= 0 or not value_size:
+            raise ValueError(f"{cls.map_type.name} maps need a value size and max_entries > 0")
+        return 0, value_size, max_entries
+
+    def push(self, value, flags=BPF_ANY):
+        """Append value; when full, MapFullError, or with BPF_EXIST drop the oldest."""
+        self.fd
+        self._ops.update(None, self._value.encode(value), flags)
+
+    def pop(self):
+        """Remove and return the next value; IndexError when empty."""
+        return self._take(Cmd.MAP_LOOKUP_AND_DELETE_ELEM)
+
+    def peek(self):
+        """Return the next value without removing it; IndexError when empty."""
+        return self._take(Cmd.MAP_LOOKUP_ELEM)
+
+    def _take(self, cmd):
+        self.fd
+        data = self._ops.lookup(None, cmd=int(cmd))
+        if data is None:
+            raise IndexError(f"{self._describe()} is empty")
+        return self._value.decode(data)
+
+    def __len__(self):
+        self._refuse("len() (the kernel does not report a queue's fill level)")
+
+
+class StackMap(QueueMap):
+    map_type = MapType.STACK
+
+
+class RingBufMap(Map):
+    """RINGBUF: a byte ring shared with the kernel; max_entries is its size in bytes."""
+    map_type = MapType.RINGBUF
+
+    @classmethod
+    def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
+        if key_size or value_size:
+            raise ValueError("RINGBUF maps have no key or value; give only max_entries "
+                             "(the ring's size in bytes)")
+        if not max_entries or max_entries % _PAGE or max_entries & (max_entries - 1):
+            raise ValueError(f"a RINGBUF size must be a power of 2 and a multiple of the "
+                             f"page size ({_PAGE}), got {max_entries}")
+        return 0, 0, max_entries
+
+
+_CLASSES = {
+    MapType.HASH: HashMap, MapType.LRU_HASH: HashMap, MapType.LPM_TRIE: LpmTrieMap,
+    MapType.ARRAY: ArrayMap, MapType.PERCPU_HASH: PerCpuHashMap,
+    MapType.LRU_PERCPU_HASH: PerCpuHashMap, MapType.PERCPU_ARRAY: PerCpuArrayMap,
+    MapType.PROG_ARRAY: ProgArrayMap, MapType.ARRAY_OF_MAPS: ArrayOfMapsMap,
+    MapType.HASH_OF_MAPS: HashOfMapsMap, MapType.PERF_EVENT_ARRAY: PerfEventArrayMap,
+    MapType.QUEUE: QueueMap, MapType.STACK: StackMap, MapType.RINGBUF: RingBufMap,
+}
+
+
+def _class_for(map_type):
+    """The class for map_type, specialised so that cls.map_type is exactly map_type."""
+    base = _CLASSES.get(map_type, KeyedMap)
+    if base.map_type == map_type:
+        return base
+    return _SPECIALISED.setdefault(map_type, type(base.__name__, (base,), {
+        "map_type": map_type, "__doc__": base.__doc__}))
+
+
+_SPECIALISED = {}

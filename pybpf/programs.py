@@ -1,0 +1,224 @@
+"""Loaded BPF programs: load from instructions, test-run, inspect, pin.
+
+``Program.load(ProgType.XDP, insns)`` verifies and loads; the verifier's reason for a
+refusal arrives as a :class:`~pybpf.errors.VerifierError` with the log attached.
+"""
+import ctypes
+import dataclasses
+
+from .fd import FdObject, Pinnable
+from .kernel import bpf as kbpf
+from .kernel import system
+from .kernel.constants import AttachType, Cmd, ProgType, StatsType
+
+# BPF_PROG_TEST_RUN output room for packet programs beyond the input's length: XDP and
+# tc programs may grow the packet (bpf_xdp_adjust_head/tail).
+_PACKET_GROWTH = 4096
+
+
+def prog_type_of(value):
+    """ProgType from a ProgType, its number or a name like "socket_filter"."""
+    return _enum_of(ProgType, value, "program type")
+
+
+def attach_type_of(value):
+    return _enum_of(AttachType, value, "attach type")
+
+
+def _enum_of(enum, value, what):
+    try:
+        return enum[value.upper()] if isinstance(value, str) else enum(value)
+    except (KeyError, ValueError):
+        raise ValueError(f"unknown {what} {value!r}; known: "
+                         f"{', '.join(t.name.lower() for t in enum)}") from None
+
+
+def assemble(insns):
+    """Instruction bytes from bytes or a sequence of objects with .encode() (pybpf.asm)."""
+    if isinstance(insns, (bytes, bytearray, memoryview)):
+        code = bytes(insns)
+    else:
+        code = b"".join(i.encode() for i in insns)
+    if not code or len(code) % 8:
+        raise ValueError(f"a program is a non-empty multiple of 8-byte instructions, "
+                         f"got {len(code)} bytes")
+    return code
+
+
+@dataclasses.dataclass(frozen=True)
+class TestRun:
+    """The result of BPF_PROG_TEST_RUN."""
+    retval: int
+    duration_ns: int  # mean per repetition, as the kernel measures it
+    data: bytes
+    ctx: bytes
+
+    __test__ = False  # not a pytest class
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgInfo:
+    """What BPF_OBJ_GET_INFO_BY_FD reports about a program."""
+    type: ProgType
+    id: int
+    name: str
+    tag: str
+    load_time_ns: int  # since boot
+    created_by_uid: int
+    map_ids: tuple
+    xlated_len: int
+    jited_len: int
+    verified_insns: int  # 0 on kernels before 5.16
+    run_cnt: int  # counted only while stats are enabled (enable_stats)
+    run_time_ns: int
+    recursion_misses: int
+    btf_id: int
+    gpl_compatible: bool
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        d["type"] = self.type.name.lower() if isinstance(self.type, ProgType) else self.type
+        d["map_ids"] = list(self.map_ids)
+        return d
+
+
+class Program(Pinnable):
+    """A loaded BPF program."""
+
+    def __init__(self, fd, prog_type, name="", log=""):
+        super().__init__(fd)
+        self.type, self.name = prog_type, name
+        self.verifier_log = log  # set when loaded with log_level > 0
+        self._id = None
+
+    @classmethod
+    def load(cls, prog_type, insns, license="GPL", *, name="", expected_attach_type=None,
+             kern_version=None, flags=0, log_level=0, log_size=None, attach_btf_id=0,
+             attach_prog_fd=0, ifindex=0, btf=None, func_info=None, line_info=None,
+             fd_array=None):
+        """Verify and load a program.
+
+        ``insns`` is bytes or a sequence of pybpf.asm instructions. kern_version defaults
+        to the running kernel's version for kprobes (kernels before 5.0 check it).
+        ``btf`` (a loaded BTF object), ``func_info`` and ``line_info`` (``(bytes,
+        record_size)`` pairs from .BTF.ext) let the verifier name C source lines.
+        Raises VerifierError, whose ``log`` is the whole verifier log.
+        """
+        ptype = prog_type_of(prog_type)
+        code = assemble(insns)
+        if kern_version is None:
+            kern_version = system.kernel_version_code() if ptype == ProgType.KPROBE else 0
+        eat = 0 if expected_attach_type is None else attach_type_of(expected_attach_type)
+        fi, fi_size = func_info or (None, 0)
+        li, li_size = line_info or (None, 0)
+        fd, log = kbpf.prog_load(
+            ptype, code, license, name=name, expected_attach_type=eat,
+            kern_version=kern_version, prog_flags=flags, log_level=log_level,
+            log_size=log_size, prog_btf_fd=btf.fd if btf is not None else 0,
+            func_info=fi, func_info_rec_size=fi_size,
+            func_info_cnt=len(fi) // fi_size if fi else 0,
+            line_info=li, line_info_rec_size=li_size,
+            line_info_cnt=len(li) // li_size if li else 0,
+            attach_btf_id=attach_btf_id, attach_prog_fd=attach_prog_fd,
+            fd_array=_fd_array(fd_array), prog_ifindex=ifindex)
+        return cls(fd, ptype, name, log)
+
+    @classmethod
+    def from_fd(cls, fd):
+        """Wrap an fd (taking ownership of it)."""
+        try:
+            info = _prog_info(fd, with_maps=False)
+        except BaseException:
+            kbpf.close(fd)
+            raise
+        return cls(fd, info.type, info.name)
+
+    @classmethod
+    def from_pin(cls, path):
+        fd = kbpf.obj_get(path)
+        kind = kbpf.object_kind(fd)
+        if kind != "prog":
+            kbpf.close(fd)
+            raise ValueError(f"{path} is a pinned {kind or 'object'}, not a program")
+        return cls.from_fd(fd)
+
+    @classmethod
+    def from_id(cls, prog_id):
+        return cls.from_fd(kbpf.fd_by_id(Cmd.PROG_GET_FD_BY_ID, prog_id))
+
+    @property
+    def id(self):
+        if self._id is None:
+            self._id = self.info().id
+        return self._id
+
+    def info(self):
+        return _prog_info(self.fd)
+
+    def xlated(self):
+        """The instructions as the kernel holds them after verification (bytes)."""
+        n = kbpf.obj_get_info(self.fd, "prog").xlated_prog_len
+        buf = ctypes.create_string_buffer(n)
+        info = kbpf.obj_get_info(self.fd, "prog", xlated_prog_insns=(buf, "xlated_prog_len", n))
+        return buf.raw[:info.xlated_prog_len]
+
+    def test_run(self, data=b"", *, ctx=None, data_out_size=None, ctx_out_size=None,
+                 repeat=1, flags=0, cpu=0):
+        """Run the program once (or ``repeat`` times) in the kernel on data/ctx.
+
+        Returns TestRun(retval, duration_ns, data, ctx) with the possibly modified
+        packet and context.
+        """
+        data = bytes(data)
+        ctx = None if ctx is None else bytes(ctx)
+        if data_out_size is None:
+            data_out_size = len(data) + _PACKET_GROWTH if data else 0
+        if ctx_out_size is None:
+            ctx_out_size = len(ctx) if ctx else 0
+        retval, duration, out, ctx_out = kbpf.prog_test_run(
+            self.fd, data or None, data_out_size, ctx, ctx_out_size, repeat, flags, cpu)
+        return TestRun(retval, duration, out, ctx_out)
+
+    def _describe(self):
+        return f"Program {self.name!r}" if self.name else "Program"
+
+    def __repr__(self):
+        state = "closed" if self.closed else f"fd={self._fd}"
+        tname = self.type.name if isinstance(self.type, ProgType) else self.type
+        return f"<{self._describe()} {tname} {state}>"
+
+
+def _fd_array(fds):
+    if not fds:
+        return None
+    return (ctypes.c_int32 * len(fds))(*[f.fd if hasattr(f, "fd") else int(f) for f in fds])
+
+
+def _prog_info(fd, with_maps=True):
+    i = kbpf.obj_get_info(fd, "prog")
+    map_ids = ()
+    if with_maps and i.nr_map_ids:
+        buf = (ctypes.c_uint32 * i.nr_map_ids)()
+        kbpf.obj_get_info(fd, "prog", map_ids=(buf, "nr_map_ids", i.nr_map_ids))
+        map_ids = tuple(buf)
+    try:
+        ptype = ProgType(i.type)
+    except ValueError:  # newer than our constants
+        ptype = i.type
+    return ProgInfo(ptype, i.id, i.name.decode(), bytes(i.tag).hex(), i.load_time,
+                    i.created_by_uid, map_ids, i.xlated_prog_len, i.jited_prog_len,
+                    i.verified_insns, i.run_cnt, i.run_time_ns, i.recursion_misses,
+                    i.btf_id, bool(i.gpl_compatible))
+
+
+class StatsEnabled(FdObject):
+    """Holds BPF_ENABLE_STATS: while open, the kernel counts run_cnt and run_time_ns
+    for every program (at a small cost per run, hence off by default)."""
+
+    def __init__(self, stats_type=StatsType.RUN_TIME):
+        super().__init__(kbpf.enable_stats(stats_type))
+
+
+def enable_stats():
+    """``with pybpf.enable_stats(): ...``: count program runs and run time."""
+    return StatsEnabled()
