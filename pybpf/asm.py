@@ -250,6 +250,8 @@ def _mem_text(i: Insn) -> Optional[str]:
             if i.src:
                 return "ld_pseudo\tr%d, %d, %d" % (i.dst, i.src, i.imm)
             return "r%d = %d ll" % (i.dst, i.imm)
+        if bits == 64:  # no 64-bit packet loads
+            return None
         if mode == C.BPF_ABS:
             return "r0 = *(u%d *)skb[%d]" % (bits, i.imm)
         if mode == C.BPF_IND:

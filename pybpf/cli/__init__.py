@@ -1,0 +1,35 @@
+"""``python -m pybpf``: the command line, one module per group of subcommands.
+
+Each module in COMMANDS has ``register(subparsers)``, which adds its subcommands and
+sets ``func`` on them; ``func(args)`` returns the exit status. Output is text for
+people or, with ``--json``, one JSON document for programs.
+"""
+import argparse
+import importlib
+import json
+import sys
+
+from ..errors import BPFError
+
+COMMANDS = ["probe", "objects"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m pybpf", description="Load, inspect and probe BPF from Python.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (BPFError, ValueError, OSError) as e:
+        print(f"pybpf {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+def emit_json(doc):
+    """Print doc as JSON (the --json output of every subcommand)."""
+    json.dump(doc, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
