@@ -33,8 +33,14 @@ BPF_MEMSX = 0x80  # cpu v4 sign-extending load mode; newer than our UAPI header
 
 _LD_IMM64 = C.BPF_LD | C.BPF_IMM | C.BPF_DW
 
-Reg = enum.IntEnum("Reg", [("R%d" % n, n) for n in range(11)], module=__name__)
-Reg.__doc__ = "A register operand; distinct from ``int`` so builders know it is not an imm."
+
+
+class Reg(enum.IntEnum):
+    """A register operand; distinct from ``int`` so builders know it is not an imm."""
+
+    R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 = range(11)
+
+
 R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 = Reg
 
 #: size in bytes -> BPF_SIZE bits
@@ -44,24 +50,15 @@ _BITS = {C.BPF_B: 8, C.BPF_H: 16, C.BPF_W: 32, C.BPF_DW: 64}
 #: ALU op name -> (BPF op, required ``off``, text template).  ``off``
 #: distinguishes the cpu v4 signed variants that share an opcode.
 ALU_OPS: Dict[str, Tuple[int, int, str]] = {
-    "add": (C.BPF_ADD, 0, "{d} += {s}"),
-    "sub": (C.BPF_SUB, 0, "{d} -= {s}"),
-    "mul": (C.BPF_MUL, 0, "{d} *= {s}"),
-    "div": (C.BPF_DIV, 0, "{d} /= {s}"),
-    "sdiv": (C.BPF_DIV, 1, "{d} s/= {s}"),
-    "or": (C.BPF_OR, 0, "{d} |= {s}"),
-    "and": (C.BPF_AND, 0, "{d} &= {s}"),
-    "lsh": (C.BPF_LSH, 0, "{d} <<= {s}"),
-    "rsh": (C.BPF_RSH, 0, "{d} >>= {s}"),
-    "neg": (C.BPF_NEG, 0, "{d} = -{d}"),
-    "mod": (C.BPF_MOD, 0, "{d} %= {s}"),
-    "smod": (C.BPF_MOD, 1, "{d} s%= {s}"),
-    "xor": (C.BPF_XOR, 0, "{d} ^= {s}"),
-    "mov": (C.BPF_MOV, 0, "{d} = {s}"),
-    "movsx8": (C.BPF_MOV, 8, "{d} = (s8){s}"),
-    "movsx16": (C.BPF_MOV, 16, "{d} = (s16){s}"),
-    "movsx32": (C.BPF_MOV, 32, "{d} = (s32){s}"),
-    "arsh": (C.BPF_ARSH, 0, "{d} s>>= {s}"),
+    "add": (C.BPF_ADD, 0, "{d} += {s}"), "sub": (C.BPF_SUB, 0, "{d} -= {s}"),
+    "mul": (C.BPF_MUL, 0, "{d} *= {s}"), "div": (C.BPF_DIV, 0, "{d} /= {s}"),
+    "sdiv": (C.BPF_DIV, 1, "{d} s/= {s}"), "or": (C.BPF_OR, 0, "{d} |= {s}"),
+    "and": (C.BPF_AND, 0, "{d} &= {s}"), "lsh": (C.BPF_LSH, 0, "{d} <<= {s}"),
+    "rsh": (C.BPF_RSH, 0, "{d} >>= {s}"), "neg": (C.BPF_NEG, 0, "{d} = -{d}"),
+    "mod": (C.BPF_MOD, 0, "{d} %= {s}"), "smod": (C.BPF_MOD, 1, "{d} s%= {s}"),
+    "xor": (C.BPF_XOR, 0, "{d} ^= {s}"), "mov": (C.BPF_MOV, 0, "{d} = {s}"),
+    "movsx8": (C.BPF_MOV, 8, "{d} = (s8){s}"), "movsx16": (C.BPF_MOV, 16, "{d} = (s16){s}"),
+    "movsx32": (C.BPF_MOV, 32, "{d} = (s32){s}"), "arsh": (C.BPF_ARSH, 0, "{d} s>>= {s}"),
 }
 _ALU_BY_CODE = {(op, off): tmpl for op, off, tmpl in ALU_OPS.values()}
 
@@ -221,8 +218,10 @@ def _alu_text(i: Insn) -> Optional[str]:
         name = "bswap" if wide else ("be" if is_x else "le")
         return "r%d = %s%d r%d" % (i.dst, name, i.imm, i.dst)
     tmpl = _ALU_BY_CODE.get((op, i.off))
-    if tmpl is None or (op == C.BPF_NEG and is_x) or (i.off and op == C.BPF_MOV and not is_x):
+    if tmpl is None or (op == C.BPF_NEG and is_x):
         return None
+    if op == C.BPF_MOV and i.off and (not is_x or (i.off == 32 and not wide)):
+        return None  # movsx takes a register; w = (s32)w would be a plain mov
     return tmpl.format(d="%s%d" % (r, i.dst), s="%s%d" % (r, i.src) if is_x else i.imm)
 
 
@@ -230,10 +229,8 @@ def _jmp_text(i: Insn) -> Optional[str]:
     op, is_x, wide = i.code & 0xF0, i.code & C.BPF_X, i.cls == C.BPF_JMP
     if op == C.BPF_JA and not is_x:
         return "goto %+d" % i.off if wide else "gotol %+d" % i.imm
-    if op == C.BPF_CALL and wide and not is_x:
-        return "call %d" % i.imm
-    if op == C.BPF_EXIT and wide and not is_x:
-        return "exit"
+    if op in (C.BPF_CALL, C.BPF_EXIT) and wide and not is_x:
+        return "call %d" % i.imm if op == C.BPF_CALL else "exit"
     sym = _JMP_BY_CODE.get(op)
     if sym is None:
         return None
@@ -287,14 +284,13 @@ def _atomic_text(i: Insn, bits: int) -> Optional[str]:
     return "lock *(u%d *)(%s) %s %s" % (bits, addr, sym, src)
 
 
+_TEXT_BY_CLASS = {C.BPF_ALU: _alu_text, C.BPF_ALU64: _alu_text,
+                  C.BPF_JMP: _jmp_text, C.BPF_JMP32: _jmp_text}
+
+
 def _text(i: Insn) -> str:
-    if i.cls in (C.BPF_ALU, C.BPF_ALU64):
-        text = _alu_text(i)
-    elif i.cls in (C.BPF_JMP, C.BPF_JMP32):
-        text = _jmp_text(i)
-    else:
-        text = _mem_text(i)
-    return "<unknown>" if text is None else text
+    """llvm-objdump text, ``<unknown>`` for encodings that are not instructions."""
+    return _TEXT_BY_CLASS.get(i.cls, _mem_text)(i) or "<unknown>"
 
 
 def _comment(i: Insn) -> str:

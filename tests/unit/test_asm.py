@@ -17,7 +17,8 @@ Where clang 14's llvm-objdump cannot be matched, the rule is (see
   unsigned/plain form; pybpf prints the syntax of newer LLVM, pinned in
   ``EXPECTED_TEXT``.
 * ``ld_pseudo`` with a non-zero upper immediate: llvm prints only the low 32
-  bits, pybpf prints all 64.
+  bits, pybpf prints all 64.  Likewise llvm omits a non-zero ``imm`` of
+  ``ld_ind`` (``skb[r1]``); pybpf prints ``skb[r1 - 3]``.
 """
 import dataclasses
 import re
@@ -41,11 +42,12 @@ SETUP_HINT = "run the project's test set-up, which installs clang and llvm"
 
 
 def all_insns():
-    """At least one instruction of every opcode pybpf knows, in both operand forms."""
+    """At least one instruction of every opcode pybpf knows, in both operand forms,
+    each ALU op in both widths and every memory size."""
     out = []
     for op in asm.ALU_OPS:
         for alu in (alu64, alu32):
-            if op != "neg":
+            if op != "neg" and (op, alu) != ("movsx32", alu32):
                 out.append(alu(op, R1, R2))
             if not op.startswith("movsx"):
                 out.append(alu(op, R3, -7 if op != "neg" else 0))
@@ -113,7 +115,10 @@ EXPECTED_TEXT = [
     (atomic("cmpxchg", 8, R1, R2), "r0 = cmpxchg_64(r1 + 0, r0, r2)"),
     (atomic("cmpxchg", 4, R1, R2), "w0 = cmpxchg32_32(r1 + 0, w0, w2)"),
     (Insn(0xE5), "<unknown>"),
+    (alu32("movsx32", R1, R2), "<unknown>"),
+    (Insn(C.BPF_ALU64 | C.BPF_MOV | C.BPF_K, 1, off=8), "<unknown>"),
     (Insn(C.BPF_LD | C.BPF_ABS | C.BPF_DW), "<unknown>"),
+    (ld_imm64(R1, 0xFFFFFFFF, C.BPF_PSEUDO_MAP_FD), "ld_pseudo\tr1, 1, 4294967295"),
     (Insn(C.BPF_STX | C.BPF_ATOMIC | C.BPF_B, 1, 2), "<unknown>"),
     (Insn(C.BPF_STX | C.BPF_ATOMIC | C.BPF_DW, 1, 2, imm=0x30), "<unknown>"),
 ]
@@ -278,7 +283,8 @@ def test_disasm_helper_names_and_format_program():
     ]
     assert format_program(prog, helper_names=False) == (
         "0: ld_pseudo\tr1, 1, 4\n2: call 1\n3: call 99999\n4: call 1\n5: exit")
-    assert format_program([exit()] * 3, start=8).splitlines() == [" 8: exit", " 9: exit", "10: exit"]
+    lines = format_program([exit()] * 3, start=8).splitlines()
+    assert lines == [" 8: exit", " 9: exit", "10: exit"]
     assert format_program([]) == ""
 
 
@@ -331,6 +337,7 @@ def llvm_exception(insn):
 def check_against_llvm(obj, byteorder="little"):
     plain, alu32_mode = objdump(obj), objdump(obj, "--mattr=+alu32")
     assert plain, "llvm-objdump printed no instructions for %s" % obj
+    assert [row[:2] for row in plain] == [row[:2] for row in alu32_mode]
     seen = []
     for (slot, raw, text), (_, _, text32) in zip(plain, alu32_mode):
         insns = decode(raw, byteorder)
@@ -344,9 +351,10 @@ def check_against_llvm(obj, byteorder="little"):
             legacy = str(dataclasses.replace(insn, off=0))
             assert text in ("<unknown>", legacy, str(insn)), (slot, raw.hex(), text)
         elif reason == "ld_pseudo":
-            low = Insn(insn.code, insn.dst, insn.src, imm=insn.imm & 0xFFFFFFFF)
-            assert str(low) == text
-        elif reason is None:
+            assert str(dataclasses.replace(insn, imm=insn.imm & 0xFFFFFFFF)) == text
+        elif reason == "ld_ind imm":
+            assert str(dataclasses.replace(insn, imm=0)) == text
+        else:
             assert str(insn) == text, (slot, raw.hex(), text)
         seen.append(insn)
     return seen
