@@ -81,8 +81,15 @@ def parse_defines(text, known):
 
 
 def evaluate(cc, names):
-    """Compile a program printing every name's value; return {name: int}."""
-    body = "".join(f'  printf("%s %lld\\n", "{n}", (long long)({n}));\n' for n in names)
+    """Compile a program printing every name's value; return {name: int}.
+
+    A negative value is printed signed and anything else unsigned: an unsigned
+    64-bit constant such as ``PERF_CONTEXT_KERNEL = (__u64)-128`` must come out as
+    the u64 the kernel writes into a sample, not as -128; a signed one such as
+    ``BPF_F_CURRENT_NETNS = (-1L)`` stays -1."""
+    body = "".join(f'  if (({n}) < 0) printf("%s %lld\\n", "{n}", (long long)({n}));\n'
+                   f'  else printf("%s %llu\\n", "{n}", (unsigned long long)({n}));\n'
+                   for n in names)
     src = ("#include <stdio.h>\n" + "".join(f"#include <{h}>\n" for h in HEADERS) +
            "#include <linux/ioctl.h>\nint main(void) {\n" + body + "  return 0;\n}\n")
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,10 +131,10 @@ def render(cc, enums, values, defines):
         members = [m for m in members if not m.startswith("__")]
         if cname in ENUM_CLASSES and members:
             cls, prefix = ENUM_CLASSES[cname]
-            lines += ["", f"class {cls}(enum.IntEnum):", f'    """enum {cname}"""', ""]
+            lines += ["", "", f"class {cls}(enum.IntEnum):", f'    """enum {cname}"""', ""]
             for m in members:
                 lines.append(f"    {member_name(m, prefix)} = {values[m]}")
-            lines.append("")
+            lines += ["", ""]
             for m in members:
                 lines.append(f"{m} = {cls}.{member_name(m, prefix)}")
                 exported.add(m)

@@ -1,8 +1,10 @@
 """ctypes layouts of ``union bpf_attr`` (one structure per command) and the info structs.
 
-The kernel reads only the leading bytes of ``union bpf_attr`` that a command uses and
-requires every byte it knows beyond what we pass to be zero, so each command gets its
-own structure, sized to what it needs, instead of one big union. Field order and
+The kernel copies the ``size`` bytes we pass into a zeroed ``union bpf_attr`` and
+refuses a command if a byte past that command's last field is not zero (EINVAL), or a
+byte past the end of its own union (E2BIG). Bytes we do not pass read as zero, so each
+command gets its own structure, sized to the fields it has, instead of one big union,
+and a field this module lacks simply reads as zero (its default). Field order and
 widths follow ``include/uapi/linux/bpf.h``; tests/unit/test_attr_layout.py compiles
 a C program against the installed header and checks every offset and size.
 

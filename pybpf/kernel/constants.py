@@ -26,6 +26,7 @@ BPF_CGROUP_ITER_DESCENDANTS_PRE = 2
 BPF_CGROUP_ITER_DESCENDANTS_POST = 3
 BPF_CGROUP_ITER_ANCESTORS_UP = 4
 
+
 class Cmd(enum.IntEnum):
     """enum bpf_cmd"""
 
@@ -67,6 +68,7 @@ class Cmd(enum.IntEnum):
     LINK_DETACH = 34
     PROG_BIND_MAP = 35
 
+
 BPF_MAP_CREATE = Cmd.MAP_CREATE
 BPF_MAP_LOOKUP_ELEM = Cmd.MAP_LOOKUP_ELEM
 BPF_MAP_UPDATE_ELEM = Cmd.MAP_UPDATE_ELEM
@@ -105,6 +107,7 @@ BPF_ITER_CREATE = Cmd.ITER_CREATE
 BPF_LINK_DETACH = Cmd.LINK_DETACH
 BPF_PROG_BIND_MAP = Cmd.PROG_BIND_MAP
 
+
 class MapType(enum.IntEnum):
     """enum bpf_map_type"""
 
@@ -141,6 +144,7 @@ class MapType(enum.IntEnum):
     BLOOM_FILTER = 30
     USER_RINGBUF = 31
 
+
 BPF_MAP_TYPE_UNSPEC = MapType.UNSPEC
 BPF_MAP_TYPE_HASH = MapType.HASH
 BPF_MAP_TYPE_ARRAY = MapType.ARRAY
@@ -173,6 +177,7 @@ BPF_MAP_TYPE_INODE_STORAGE = MapType.INODE_STORAGE
 BPF_MAP_TYPE_TASK_STORAGE = MapType.TASK_STORAGE
 BPF_MAP_TYPE_BLOOM_FILTER = MapType.BLOOM_FILTER
 BPF_MAP_TYPE_USER_RINGBUF = MapType.USER_RINGBUF
+
 
 class ProgType(enum.IntEnum):
     """enum bpf_prog_type"""
@@ -210,6 +215,7 @@ class ProgType(enum.IntEnum):
     SK_LOOKUP = 30
     SYSCALL = 31
 
+
 BPF_PROG_TYPE_UNSPEC = ProgType.UNSPEC
 BPF_PROG_TYPE_SOCKET_FILTER = ProgType.SOCKET_FILTER
 BPF_PROG_TYPE_KPROBE = ProgType.KPROBE
@@ -242,6 +248,7 @@ BPF_PROG_TYPE_EXT = ProgType.EXT
 BPF_PROG_TYPE_LSM = ProgType.LSM
 BPF_PROG_TYPE_SK_LOOKUP = ProgType.SK_LOOKUP
 BPF_PROG_TYPE_SYSCALL = ProgType.SYSCALL
+
 
 class AttachType(enum.IntEnum):
     """enum bpf_attach_type"""
@@ -291,6 +298,7 @@ class AttachType(enum.IntEnum):
     TRACE_KPROBE_MULTI = 42
     LSM_CGROUP = 43
 
+
 BPF_CGROUP_INET_INGRESS = AttachType.CGROUP_INET_INGRESS
 BPF_CGROUP_INET_EGRESS = AttachType.CGROUP_INET_EGRESS
 BPF_CGROUP_INET_SOCK_CREATE = AttachType.CGROUP_INET_SOCK_CREATE
@@ -336,6 +344,7 @@ BPF_PERF_EVENT = AttachType.PERF_EVENT
 BPF_TRACE_KPROBE_MULTI = AttachType.TRACE_KPROBE_MULTI
 BPF_LSM_CGROUP = AttachType.LSM_CGROUP
 
+
 class LinkType(enum.IntEnum):
     """enum bpf_link_type"""
 
@@ -350,6 +359,7 @@ class LinkType(enum.IntEnum):
     KPROBE_MULTI = 8
     STRUCT_OPS = 9
     MAX_BPF_LINK_TYPE = 10
+
 
 BPF_LINK_TYPE_UNSPEC = LinkType.UNSPEC
 BPF_LINK_TYPE_RAW_TRACEPOINT = LinkType.RAW_TRACEPOINT
@@ -384,10 +394,12 @@ BPF_F_MMAPABLE = 1024
 BPF_F_PRESERVE_ELEMS = 2048
 BPF_F_INNER_MAP = 4096
 
+
 class StatsType(enum.IntEnum):
     """enum bpf_stats_type"""
 
     RUN_TIME = 0
+
 
 BPF_STATS_RUN_TIME = StatsType.RUN_TIME
 
@@ -395,6 +407,7 @@ BPF_STATS_RUN_TIME = StatsType.RUN_TIME
 BPF_STACK_BUILD_ID_EMPTY = 0
 BPF_STACK_BUILD_ID_VALID = 1
 BPF_STACK_BUILD_ID_IP = 2
+
 
 class HelperId(enum.IntEnum):
     """enum bpf_func_id"""
@@ -609,6 +622,7 @@ class HelperId(enum.IntEnum):
     tcp_raw_check_syncookie_ipv6 = 207
     ktime_get_tai_ns = 208
     user_ringbuf_drain = 209
+
 
 BPF_FUNC_unspec = HelperId.unspec
 BPF_FUNC_map_lookup_elem = HelperId.map_lookup_elem
@@ -933,6 +947,7 @@ BPF_F_EXCLUDE_INGRESS = 16
 BPF_SKB_TSTAMP_UNSPEC = 0
 BPF_SKB_TSTAMP_DELIVERY_MONO = 1
 
+
 class RetCode(enum.IntEnum):
     """enum bpf_ret_code"""
 
@@ -942,11 +957,13 @@ class RetCode(enum.IntEnum):
     LWT_REROUTE = 128
     FLOW_DISSECTOR_CONTINUE = 129
 
+
 BPF_OK = RetCode.OK
 BPF_DROP = RetCode.DROP
 BPF_REDIRECT = RetCode.REDIRECT
 BPF_LWT_REROUTE = RetCode.LWT_REROUTE
 BPF_FLOW_DISSECTOR_CONTINUE = RetCode.FLOW_DISSECTOR_CONTINUE
+
 
 class XdpAction(enum.IntEnum):
     """enum xdp_action"""
@@ -956,6 +973,7 @@ class XdpAction(enum.IntEnum):
     PASS = 2
     TX = 3
     REDIRECT = 4
+
 
 XDP_ABORTED = XdpAction.ABORTED
 XDP_DROP = XdpAction.DROP
@@ -1096,6 +1114,7 @@ BPF_CORE_ENUMVAL_EXISTS = 10
 BPF_CORE_ENUMVAL_VALUE = 11
 BPF_CORE_TYPE_MATCHES = 12
 
+
 class PerfType(enum.IntEnum):
     """enum perf_type_id"""
 
@@ -1106,6 +1125,7 @@ class PerfType(enum.IntEnum):
     RAW = 4
     BREAKPOINT = 5
     MAX = 6
+
 
 PERF_TYPE_HARDWARE = PerfType.HARDWARE
 PERF_TYPE_SOFTWARE = PerfType.SOFTWARE
@@ -1149,6 +1169,7 @@ PERF_COUNT_HW_CACHE_RESULT_ACCESS = 0
 PERF_COUNT_HW_CACHE_RESULT_MISS = 1
 PERF_COUNT_HW_CACHE_RESULT_MAX = 2
 
+
 class PerfSwId(enum.IntEnum):
     """enum perf_sw_ids"""
 
@@ -1166,6 +1187,7 @@ class PerfSwId(enum.IntEnum):
     CGROUP_SWITCHES = 11
     MAX = 12
 
+
 PERF_COUNT_SW_CPU_CLOCK = PerfSwId.CPU_CLOCK
 PERF_COUNT_SW_TASK_CLOCK = PerfSwId.TASK_CLOCK
 PERF_COUNT_SW_PAGE_FAULTS = PerfSwId.PAGE_FAULTS
@@ -1179,6 +1201,7 @@ PERF_COUNT_SW_DUMMY = PerfSwId.DUMMY
 PERF_COUNT_SW_BPF_OUTPUT = PerfSwId.BPF_OUTPUT
 PERF_COUNT_SW_CGROUP_SWITCHES = PerfSwId.CGROUP_SWITCHES
 PERF_COUNT_SW_MAX = PerfSwId.MAX
+
 
 class PerfSample(enum.IntEnum):
     """enum perf_event_sample_format"""
@@ -1209,6 +1232,7 @@ class PerfSample(enum.IntEnum):
     CODE_PAGE_SIZE = 8388608
     WEIGHT_STRUCT = 16777216
     MAX = 33554432
+
 
 PERF_SAMPLE_IP = PerfSample.IP
 PERF_SAMPLE_TID = PerfSample.TID
@@ -1339,7 +1363,7 @@ PERF_TXN_CONFLICT = 32
 PERF_TXN_CAPACITY_WRITE = 64
 PERF_TXN_CAPACITY_READ = 128
 PERF_TXN_MAX = 256
-PERF_TXN_ABORT_MASK = -4294967296
+PERF_TXN_ABORT_MASK = 18446744069414584320
 PERF_TXN_ABORT_SHIFT = 32
 
 # enum perf_event_read_format
@@ -1362,6 +1386,7 @@ USER_NS_INDEX = 4
 MNT_NS_INDEX = 5
 CGROUP_NS_INDEX = 6
 NR_NAMESPACES = 7
+
 
 class PerfRecord(enum.IntEnum):
     """enum perf_event_type"""
@@ -1388,6 +1413,7 @@ class PerfRecord(enum.IntEnum):
     TEXT_POKE = 20
     AUX_OUTPUT_HW_ID = 21
     MAX = 22
+
 
 PERF_RECORD_MMAP = PerfRecord.MMAP
 PERF_RECORD_LOST = PerfRecord.LOST
@@ -1425,13 +1451,13 @@ PERF_BPF_EVENT_PROG_UNLOAD = 2
 PERF_BPF_EVENT_MAX = 3
 
 # enum perf_callchain_context
-PERF_CONTEXT_HV = -32
-PERF_CONTEXT_KERNEL = -128
-PERF_CONTEXT_USER = -512
-PERF_CONTEXT_GUEST = -2048
-PERF_CONTEXT_GUEST_KERNEL = -2176
-PERF_CONTEXT_GUEST_USER = -2560
-PERF_CONTEXT_MAX = -4095
+PERF_CONTEXT_HV = 18446744073709551584
+PERF_CONTEXT_KERNEL = 18446744073709551488
+PERF_CONTEXT_USER = 18446744073709551104
+PERF_CONTEXT_GUEST = 18446744073709549568
+PERF_CONTEXT_GUEST_KERNEL = 18446744073709549440
+PERF_CONTEXT_GUEST_USER = 18446744073709549056
+PERF_CONTEXT_MAX = 18446744073709547521
 
 # enum nlmsgerr_attrs
 NLMSGERR_ATTR_UNUSED = 0
