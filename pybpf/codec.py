@@ -16,6 +16,10 @@ is checked here, before any pointer reaches the kernel.
 import ctypes
 import struct
 
+# The public bases of every ctypes data type (ctypes._CData, their common base, is not
+# importable before Python 3.12). Endian-specific structures subclass Structure.
+_CTYPES_BASES = (ctypes._SimpleCData, ctypes.Structure, ctypes.Union, ctypes.Array)
+
 
 class Codec:
     """Encodes to and decodes from exactly ``size`` bytes."""
@@ -49,7 +53,14 @@ class Codec:
 
 
 def _raw(size):
-    return Codec(size, None, bytes, bytes)
+    return Codec(size, None, _refuse_non_bytes, bytes)
+
+
+def _refuse_non_bytes(value):
+    """Raw keys and values take only bytes-likes (Codec.encode passes those through):
+    bytes(4) would silently turn the int 4 into four zero bytes."""
+    raise TypeError("raw bytes expected; give the map a key/value type (a struct format "
+                    "or ctypes type) to store Python values")
 
 
 def _struct_codec(fmt):
@@ -63,7 +74,12 @@ def _ctypes_codec(ctype):
     size = ctypes.sizeof(ctype)
     if issubclass(ctype, ctypes._SimpleCData):
         def encode(v):
-            return bytes(v if isinstance(v, ctype) else ctype(v))
+            if isinstance(v, ctype):
+                return bytes(v)
+            c = ctype(v)
+            if type(c.value) is int and c.value != v:  # ctypes wraps ints silently
+                raise OverflowError(f"{v} does not fit in {ctype.__name__}")
+            return bytes(c)
         return Codec(size, ctype, encode, lambda b: ctype.from_buffer_copy(b).value)
 
     def encode(v):
@@ -92,7 +108,7 @@ def make_codec(spec, size=None, what="value"):
             codec = _struct_codec(spec)
         except struct.error as e:
             raise ValueError(f"{what}: bad struct format {spec!r}: {e}") from None
-    elif isinstance(spec, type) and issubclass(spec, ctypes._CData):
+    elif isinstance(spec, type) and issubclass(spec, _CTYPES_BASES):
         codec = _ctypes_codec(spec)
     else:
         raise TypeError(f"{what}: {spec!r} is not a size, struct format or ctypes type")
@@ -111,7 +127,8 @@ class PerCpuCodec(Codec):
         pad = bytes(self.stride - inner.size)
 
         def encode(values):
-            if isinstance(values, (str, bytes)) or len(values) != ncpus:
+            if (isinstance(values, (str, bytes)) or not hasattr(values, "__len__")
+                    or len(values) != ncpus):
                 raise ValueError(f"a per-CPU value is a sequence of {ncpus} values "
                                  f"(one per possible CPU)")
             return b"".join(inner.encode(v) + pad for v in values)

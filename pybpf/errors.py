@@ -8,6 +8,10 @@ permitted") rarely says which of half a dozen settings refused the call.
 import errno as _errno
 import os
 
+# The kernel-internal "not supported" errno that bpf(2) leaks to user space; neither
+# Python's errno module nor strerror() knows it.
+ENOTSUPP = 524
+
 
 class BPFError(OSError):
     """A bpf(2) (or perf_event_open(2), tracefs, bpffs) operation failed.
@@ -20,7 +24,7 @@ class BPFError(OSError):
         self.cmd = cmd
         self.hint = hint
         self.detail = detail
-        text = f"{cmd}: {_errno.errorcode.get(err, err)} ({os.strerror(err)})"
+        text = f"{cmd}: {errno_text(err)}"
         if detail:
             text += f": {detail}"
         if hint:
@@ -42,9 +46,11 @@ class VerifierError(BPFError):
     def __init__(self, cmd, err, detail="", hint=None, log=""):
         self.log = log
         tail = "\n".join(log.rstrip("\n").splitlines()[-self.TAIL_LINES:])
+        shown = detail
         if tail:
-            detail = (detail + "\n" if detail else "") + "verifier log (last lines):\n" + tail
-        super().__init__(cmd, err, detail, hint)
+            shown = (detail + "\n" if detail else "") + "verifier log (last lines):\n" + tail
+        super().__init__(cmd, err, shown, hint)
+        self.detail = detail  # without the log tail, so pickling round-trips
 
     def __reduce__(self):
         return (type(self), (self.cmd, self.errno, self.detail, self.hint, self.log))
@@ -56,3 +62,10 @@ class MapFullError(BPFError):
 
 class ClosedError(ValueError):
     """An operation on a pybpf object whose file descriptor was already closed."""
+
+
+def errno_text(err):
+    """"EPERM (Operation not permitted)", including the kernel-only ENOTSUPP."""
+    if err == ENOTSUPP:
+        return "ENOTSUPP (not supported by this kernel or object type)"
+    return f"{_errno.errorcode.get(err, err)} ({os.strerror(err)})"

@@ -5,6 +5,7 @@ lifetime *is* the object's lifetime. Each owner closes its fd exactly once: on
 ``close()``, at the end of a ``with`` block, or (with a ResourceWarning, like an
 unclosed file) when garbage-collected.
 """
+import os
 import warnings
 
 from .errors import ClosedError
@@ -70,8 +71,10 @@ class Pinnable(FdObject):
 
 
 def unpin(path):
-    """Remove the pin at path, refusing paths outside bpffs (never unlink a real file)."""
+    """Remove the pin at path, refusing paths outside bpffs (never unlink a real file).
 
-    if not system.is_bpffs(path):
+    A missing pin in a bpffs directory is FileNotFoundError, not "not on bpffs"."""
+    where = path if os.path.lexists(path) else os.path.dirname(os.path.abspath(path))
+    if not system.is_bpffs(where):
         raise ValueError(f"{path!r} is not on a bpf filesystem: not a pin")
     kbpf.unlink(path)

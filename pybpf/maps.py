@@ -8,17 +8,19 @@ message instead of an errno.
 import ctypes
 import dataclasses
 import errno
+import os
 
 from . import codec as _codec
-from .errors import BPFError
+from .errors import BPFError, MapFullError
 from .fd import FdObject, Pinnable
 from .kernel import bpf as kbpf
 from .kernel import system
-from .kernel.constants import (BPF_ANY, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_RDONLY,
-                               Cmd, MapType)
-from .kernel.syscall import ENOTSUPP
+from .kernel.constants import (BPF_ANY, BPF_EXIST, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC,
+                               BPF_F_RDONLY, BPF_NOEXIST, Cmd, MapType)
+from .errors import ENOTSUPP
 
 _PAGE = system.page_size()
+_EXIST_FLAGS = BPF_NOEXIST | BPF_EXIST  # the update flags that depend on the key's presence
 
 
 def map_type_of(value):
@@ -80,7 +82,6 @@ class Map(Pinnable):
 
     def __init__(self, fd, map_type, key_size, value_size, max_entries, flags=0, name="",
                  key=None, value=None):
-        super().__init__(fd)
         self.type, self.name = map_type, name
         self.key_size, self.value_size = key_size, value_size
         self.max_entries, self.flags = max_entries, flags
@@ -88,6 +89,10 @@ class Map(Pinnable):
         self._value = self._value_codec(_codec.make_codec(value, value_size, "value"))
         self._ops = kbpf.ElemOps(fd, key_size, self._value.size)
         self._id = None
+        # Own the fd only once nothing above can fail: the callers close it when
+        # __init__ raises, and a half-built owner would close it again when collected,
+        # by then perhaps someone else's fd.
+        super().__init__(fd)
 
     # -- construction ----------------------------------------------------------
 
@@ -139,9 +144,10 @@ class Map(Pinnable):
     @classmethod
     def from_pin(cls, path, key=None, value=None, readonly=False):
         fd = kbpf.obj_get(path, BPF_F_RDONLY if readonly else 0)
-        if kbpf.object_kind(fd) != "map":
+        kind = kbpf.object_kind(fd)
+        if kind != "map":
             kbpf.close(fd)
-            raise ValueError(f"{path} is a pinned {kbpf.object_kind(fd) or 'object'}, not a map")
+            raise ValueError(f"{path} is a pinned {kind or 'object'}, not a map")
         return cls.from_fd(fd, key, value)
 
     @classmethod
@@ -184,6 +190,38 @@ class Map(Pinnable):
             self._refuse("keys")
         return self._key.encode(key, "key")
 
+    # What to do about E2BIG on a write; subclasses name their own way out.
+    _FULL_HINT = "delete entries, or create the map with a larger max_entries"
+
+    def _write_error(self, err, key=None, flags=BPF_ANY):
+        """The exception for a refused write, with a hint where the errno alone does not
+        say why: a full map, a frozen or read-only map, BPF_NOEXIST or BPF_EXIST."""
+        code = err.errno
+        if code == errno.E2BIG:  # batch updates get a plain BPFError from the kernel layer
+            return MapFullError(err.cmd, code, "the map has no room for another entry",
+                                f"{self._describe()} holds max_entries={self.max_entries} "
+                                f"entries; {self._FULL_HINT}")
+        if code == errno.EPERM:
+            hint = self._readonly_hint() or err.hint
+        elif code == errno.EEXIST and flags & _EXIST_FLAGS == BPF_NOEXIST:
+            hint = "flags=BPF_NOEXIST only adds keys that are not in the map yet"
+        elif code == errno.ENOENT and flags & _EXIST_FLAGS == BPF_EXIST:
+            hint = "flags=BPF_EXIST only replaces keys that are already in the map"
+        else:
+            return err
+        return type(err)(err.cmd, code, err.detail, hint)
+
+    def _readonly_hint(self):
+        """Why user space may not write this map (EPERM as root), or None."""
+        fdinfo = system.fdinfo(self.fd)
+        if fdinfo.get("frozen") == "1":
+            return "the map is frozen (freeze()): user space can no longer write to it"
+        if self.flags & BPF_F_RDONLY:
+            return "the map was created with BPF_F_RDONLY: only programs may write to it"
+        if int(fdinfo.get("flags", "2"), 8) & os.O_ACCMODE == os.O_RDONLY:
+            return "this fd is read-only (opened with readonly=True); open the map without it"
+        return None
+
 
 def _spec_size(spec, explicit, what):
     if explicit is not None:
@@ -218,7 +256,11 @@ class KeyedMap(Map):
         """Store value at key. flags: BPF_ANY, BPF_NOEXIST (fail with FileExistsError-like
         BPFError EEXIST if present), BPF_EXIST (fail if absent), BPF_F_LOCK."""
         self.fd
-        self._ops.update(self._enc_key(key), self._value.encode(value), flags)
+        raw_key, raw_value = self._enc_key(key), self._value.encode(value)
+        try:
+            self._ops.update(raw_key, raw_value, flags)
+        except BPFError as e:
+            raise self._write_error(e, key, flags) from None
 
     def __delitem__(self, key):
         self.fd
@@ -315,21 +357,29 @@ class KeyedMap(Map):
             in_batch = ctypes.create_string_buffer(out_batch.raw, token_size)
 
     def update_batch(self, items, flags=BPF_ANY):
-        """Store many (key, value) pairs (a dict or iterable of pairs) in one syscall."""
+        """Store many (key, value) pairs (a dict or iterable of pairs) in one syscall.
+
+        The kernel's batch update takes no BPF_NOEXIST/BPF_EXIST (EINVAL), so with
+        those flags the pairs go one syscall each; either way a failure stops at the
+        pair that failed, with the pairs before it stored."""
         pairs = list(items.items() if isinstance(items, dict) else items)
         self.fd
         if not pairs:
             return
         keys = b"".join(self._enc_key(k) for k, _ in pairs)
         values = b"".join(self._value.encode(v) for _, v in pairs)
-        try:
-            kbpf.map_batch(Cmd.MAP_UPDATE_BATCH, self.fd, None, None, keys, values,
-                           len(pairs), flags)
-        except BPFError as e:
-            if not _batch_unsupported(e):
-                raise
-            for k, v in pairs:
-                self.update(k, v, flags)
+        if not flags & _EXIST_FLAGS:
+            try:
+                kbpf.map_batch(Cmd.MAP_UPDATE_BATCH, self.fd, None, None, keys, values,
+                               len(pairs), flags)
+                return
+            except BPFError as e:
+                if not _batch_unsupported(e):
+                    done = getattr(e, "batch_count", len(pairs))
+                    raise self._write_error(e, pairs[done][0] if done < len(pairs) else None,
+                                            flags) from None
+        for k, v in pairs:
+            self.update(k, v, flags)
 
     def delete_batch(self, keys):
         """Delete many keys in one syscall; KeyError names the first missing key."""
@@ -359,6 +409,8 @@ def _batch_unsupported(err):
 class HashMap(KeyedMap):
     """HASH, LRU_HASH and LPM_TRIE maps: keys come and go."""
     map_type = MapType.HASH
+    _FULL_HINT = ("delete entries, or create the map with a larger max_entries (an "
+                  "LRU_HASH map evicts the least recently used entry instead)")
 
 
 class LpmTrieMap(HashMap):
@@ -399,12 +451,31 @@ class ArrayMap(KeyedMap):
     def __len__(self):
         return self.max_entries
 
+    @property
+    def mmap_stride(self):
+        """Bytes from one element to the next in :meth:`mmap`'s view."""
+        return (self.value_size + 7) & ~7
+
+    def lookup_batch(self, batch_size=None, delete=False):
+        if delete:
+            self._refuse("lookup_batch(delete=True) (array slots always exist)")
+        return super().lookup_batch(batch_size)
+
+    def _write_error(self, err, key=None, flags=BPF_ANY):
+        if err.errno == errno.E2BIG:  # what the kernel answers for an index past the end
+            return KeyError(f"index {key} is out of range: {self._describe()} has "
+                            f"max_entries={self.max_entries} slots")
+        return super()._write_error(err, key, flags)
+
     def mmap(self):
         """Map the values into this process (BPF_F_MMAPABLE arrays): a ``mmap.mmap``
-        shared with the kernel, writable unless the map is frozen. Close it when done."""
+        shared with the kernel, writable unless the map is frozen. Close it when done.
+
+        Element i starts at byte ``i * mmap_stride``: the kernel pads each value to a
+        multiple of 8 bytes."""
         if not self.flags & BPF_F_MMAPABLE:
             raise ValueError(f"{self._describe()} was not created with BPF_F_MMAPABLE")
-        length = self.value_size * self.max_entries
+        length = self.mmap_stride * self.max_entries
         length = (length + _PAGE - 1) // _PAGE * _PAGE
         return kbpf.mmap(self.fd, length, writable=not self.info().frozen)
 
@@ -446,6 +517,14 @@ class _FdArray(ArrayMap):
 
     def __len__(self):
         return KeyedMap.__len__(self)
+
+    def lookup_batch(self, batch_size=None, delete=False):
+        return KeyedMap.lookup_batch(self, batch_size, delete)
+
+    def _raw_keys(self):
+        """Only the slots holding an object: unlike a plain array's, these can be empty
+        (and then ``key in map`` is False), so iteration, len() and clear() skip them."""
+        return (k for k in super()._raw_keys() if self._ops.lookup(k) is not None)
 
 
 # Stored as an fd (a pybpf object or an int); read back as the object's kernel id.
@@ -501,8 +580,11 @@ class PerfEventArrayMap(_FdArray):
         return super()._check_create(key_size, value_size,
                                      max_entries or system.possible_cpus(), flags, inner_map)
 
-    def __getitem__(self, key):
+    def _unreadable(self, *args, **kwargs):
         self._refuse("reading elements (the kernel keeps perf event fds write-only)")
+
+    # The kernel refuses every lookup, so nothing can tell which slots are filled either.
+    __getitem__ = __contains__ = lookup_batch = _raw_keys = _unreadable
 
 
 class QueueMap(Map):
@@ -517,10 +599,16 @@ class QueueMap(Map):
             raise ValueError(f"{cls.map_type.name} maps need a value size and max_entries > 0")
         return 0, value_size, max_entries
 
+    _FULL_HINT = "pop values, or push with flags=BPF_EXIST to drop the oldest one"
+
     def push(self, value, flags=BPF_ANY):
         """Append value; when full, MapFullError, or with BPF_EXIST drop the oldest."""
         self.fd
-        self._ops.update(None, self._value.encode(value), flags)
+        raw = self._value.encode(value)
+        try:
+            self._ops.update(None, raw, flags)
+        except BPFError as e:
+            raise self._write_error(e, None, flags) from None
 
     def pop(self):
         """Remove and return the next value; IndexError when empty."""

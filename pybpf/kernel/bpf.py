@@ -10,11 +10,11 @@ import mmap as _mmap
 import os
 import threading
 
-from ..errors import BPFError
+from ..errors import ENOTSUPP, BPFError
 from . import attr as A
 from . import system
 from .constants import BPF_F_NUMA_NODE, BPF_OBJ_NAME_LEN, Cmd
-from .syscall import NR_BPF, ENOTSUPP, bpf_call, bpf, bpf_failed, make_error
+from .syscall import NR_BPF, bpf_call, bpf, bpf_failed, make_error
 
 LOG_BUF_START = 64 * 1024
 LOG_BUF_MAX = (1 << 30) - 1  # the kernel's limit (UINT_MAX >> 2)
@@ -153,8 +153,10 @@ def map_freeze(fd):
 def map_batch(cmd, fd, in_batch, out_batch, keys, values, count, elem_flags=0):
     """One BPF_MAP_*_BATCH call. Returns (count processed, finished).
 
-    ``finished`` is True when the kernel reported ENOENT: the map has no more
-    entries after this batch (which may still hold some).
+    ``finished`` is True when a lookup batch got ENOENT: the map has no more
+    entries after this batch (which may still hold some). For update and delete
+    batches ENOENT is an error (a missing key), raised with ``batch_count``, the
+    number of elements processed before it, like every other error.
     """
     attr = A.MapBatchAttr(in_batch=address(in_batch), out_batch=address(out_batch),
                           keys=address(keys), values=address(values), count=count,
@@ -162,11 +164,14 @@ def map_batch(cmd, fd, in_batch, out_batch, keys, values, count, elem_flags=0):
     try:
         bpf(cmd, attr)
     except BPFError as e:
-        if e.errno != errno.ENOENT:
+        if e.errno != errno.ENOENT or cmd not in _LOOKUP_BATCHES:
             e.batch_count = attr.count
             raise
         return attr.count, True
     return attr.count, False
+
+
+_LOOKUP_BATCHES = (Cmd.MAP_LOOKUP_BATCH, Cmd.MAP_LOOKUP_AND_DELETE_BATCH)
 
 
 def mmap(fd, length, writable):
@@ -320,3 +325,67 @@ def object_kind(fd):
         if key in info:
             return kind
     return None
+
+
+# ---- BTF --------------------------------------------------------------------
+
+def btf_load(data, log_level=0, log_size=None, hints=None):
+    """BPF_BTF_LOAD of raw BTF bytes; returns the new BTF object's fd.
+
+    The first attempt runs without a log unless log_level asks for one; a refused BTF
+    is loaded again with log level 1 so the error (a VerifierError) carries the
+    kernel's BTF log, which names the bad type id and why ("[12] VAR x type_id=3
+    Invalid type"): the errno alone is only EINVAL.
+    """
+    system.raise_memlock_rlimit()
+    raw = bytes(data)
+    attr = A.BtfLoadAttr(btf=address(raw), btf_size=len(raw))
+    hints = dict(hints or {})
+    hints.setdefault(errno.E2BIG, f"the BTF ({len(raw)} bytes) is larger than this "
+                                  f"kernel accepts")
+    return _load_logged(Cmd.BTF_LOAD, attr, "btf_log_", log_level, log_size, hints)
+
+
+def _load_logged(cmd, attr, prefix, log_level, log_size, hints):
+    """Issue a load command whose attr has {prefix}level/size/buf/true_size log fields,
+    retrying with a log (and a larger one on ENOSPC) so a failure carries the text."""
+    size, level = log_size or LOG_BUF_START, log_level
+    while True:
+        log = ctypes.create_string_buffer(size) if level else None
+        setattr(attr, prefix + "level", level)
+        setattr(attr, prefix + "size", size if level else 0)
+        setattr(attr, prefix + "buf", address(log))
+        setattr(attr, prefix + "true_size", 0)
+        try:
+            return bpf(cmd, attr, hints)
+        except BPFError as e:
+            err = e.errno
+        if level == 0:
+            level = 1
+        elif err == errno.ENOSPC and size < LOG_BUF_MAX:
+            size = min(max(getattr(attr, prefix + "true_size"), size * 2), LOG_BUF_MAX)
+        else:
+            raise make_error(cmd, err, hints, log=_log_text(log))
+
+
+def btf_get_fd_by_id(btf_id):
+    """An fd for the loaded BTF object btf_id (the kernel's, a module's, or a program's)."""
+    return fd_by_id(Cmd.BTF_GET_FD_BY_ID, btf_id)
+
+
+def btf_get_next_id(start_id=0):
+    """The id of the next loaded BTF object after start_id, or None."""
+    return next_id(Cmd.BTF_GET_NEXT_ID, start_id)
+
+
+def btf_info(fd, with_data=False):
+    """(bpf_btf_info, name, raw BTF bytes or None) of a BTF fd. The name is the
+    module's ("vmlinux", "nf_tables") for kernel BTF and empty for loaded BTF."""
+    name = ctypes.create_string_buffer(64)
+    info = obj_get_info(fd, "btf", name=(name, "name_len", len(name)))
+    if not with_data:
+        return info, name.value.decode(), None
+    data = ctypes.create_string_buffer(max(info.btf_size, 1))
+    info = obj_get_info(fd, "btf", name=(name, "name_len", len(name)),
+                        btf=(data, "btf_size", info.btf_size))
+    return info, name.value.decode(), data.raw[:info.btf_size]

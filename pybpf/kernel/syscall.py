@@ -46,9 +46,6 @@ def syscall_numbers(machine=None):
 
 NR_BPF, NR_PERF_EVENT_OPEN = syscall_numbers()
 
-# The kernel-internal "not supported" errno, which bpf(2) leaks to user space and
-# Python's errno module does not name.
-ENOTSUPP = 524
 
 # Retrying these is what the kernel asks for: EAGAIN from BPF_PROG_LOAD means a
 # signal interrupted the verifier.
@@ -111,7 +108,8 @@ def privilege_hint(err, tracing=False):
     if not system.has_bpf_privilege():
         disabled = system.read_sysctl("kernel.unprivileged_bpf_disabled")
         hint = ("run as root, or grant CAP_BPF" +
-                (" and CAP_PERFMON (tracing programs need both)" if tracing else ""))
+                (" (and CAP_PERFMON for tracing programs, CAP_NET_ADMIN for networking "
+                 "ones)" if tracing else ""))
         if disabled:
             hint += (f"; kernel.unprivileged_bpf_disabled={disabled} refuses bpf(2) to "
                      f"processes without CAP_BPF")
