@@ -7,6 +7,7 @@ people or, with ``--json``, one JSON document for programs.
 import argparse
 import importlib
 import json
+import os
 import sys
 
 from ..errors import BPFError
@@ -24,6 +25,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # the reader (e.g. `| head`) went away: not an error
+        # Point stdout at /dev/null so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (BPFError, ValueError, OSError) as e:
         print(f"pybpf {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -66,9 +66,18 @@ def bpf(cmd, attr, hints=None):
     return bpf_failed(cmd, attr, ctypes.get_errno(), hints)
 
 
-def bpf_failed(cmd, attr, err, hints=None):
-    """Retry what the kernel asks to be retried, else raise the error for err."""
-    cmd = Cmd(cmd)
+def bpf_errno(cmd, attr):
+    """Like bpf(), but return -errno instead of raising: for callers that try a call
+    several ways (probes, loads retried with a verifier log) and build one error at
+    the end, not one per attempt."""
+    ret = bpf_call(NR_BPF, cmd, ctypes.addressof(attr), ctypes.sizeof(attr))
+    if ret >= 0:
+        return ret
+    return _retry(cmd, attr, ctypes.get_errno())
+
+
+def _retry(cmd, attr, err):
+    """Repeat what the kernel asks to be repeated; the result or -errno."""
     for _ in range(_MAX_RETRIES):
         if not (err == errno.EINTR or (err == errno.EAGAIN and cmd in _RETRY_EAGAIN)):
             break
@@ -76,7 +85,15 @@ def bpf_failed(cmd, attr, err, hints=None):
         if ret >= 0:
             return ret
         err = ctypes.get_errno()
-    raise make_error(cmd, err, hints)
+    return -err
+
+
+def bpf_failed(cmd, attr, err, hints=None):
+    """Retry what the kernel asks to be retried, else raise the error for err."""
+    ret = _retry(cmd, attr, err)
+    if ret >= 0:
+        return ret
+    raise make_error(Cmd(cmd), -ret, hints)
 
 
 def perf_event_open(attr, pid, cpu, group_fd, flags):

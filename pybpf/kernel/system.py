@@ -206,3 +206,161 @@ def fdinfo(fd):
             key, _, value = line.partition(":")
             out[key.strip()] = value.strip()
     return out
+
+
+# ---- what the kernel was built with and what it exposes (used by pybpf.probe) -------
+#
+# Each function answers None where the answer cannot be read (a file absent or a
+# filesystem not mounted), so callers can tell "no" from "unknown".
+
+KERNEL_CONFIG_PATHS = ("/proc/config.gz", "/boot/config-{release}")
+VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
+PMU_DIR = "/sys/bus/event_source/devices"
+LOCKDOWN_MODES = ("none", "integrity", "confidentiality")  # weakest first
+
+
+def _read_lines(path, opener=open):
+    """The lines of a text file, or None when it cannot be read."""
+    try:
+        with opener(path, "rt") as f:
+            return f.read().splitlines()
+    except (OSError, EOFError, UnicodeDecodeError):
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_config():
+    """(options, path): the running kernel's build configuration and where it was read.
+
+    ``options`` maps ``"CONFIG_X"`` to its value (``"y"``, ``"m"``, a number or a quoted
+    string), and options the file lists as "is not set" to ``"n"``. Both are ``None``
+    when neither /proc/config.gz (CONFIG_IKCONFIG_PROC) nor /boot/config-RELEASE exists:
+    many answers about kprobes and error injection exist only here.
+    """
+    import gzip  # only needed here; most of pybpf never reads the config
+    for template in KERNEL_CONFIG_PATHS:
+        path = template.format(release=kernel_release())
+        lines = _read_lines(path, gzip.open if path.endswith(".gz") else open)
+        if lines is None:
+            continue
+        options = {}
+        for line in lines:
+            unset = re.match(r"# (CONFIG_\w+) is not set", line)
+            if unset:
+                options[unset.group(1)] = "n"
+            elif line.startswith("CONFIG_"):
+                name, _, value = line.partition("=")
+                options[name] = value
+        return options, path
+    return None, None
+
+
+def config_enabled(name):
+    """True when CONFIG option name is y or m, False when the config says otherwise or
+    does not list it (the option does not exist for this kernel), None without a config."""
+    options, _ = kernel_config()
+    if options is None:
+        return None
+    return options.get(name, "n") in ("y", "m")
+
+
+def vmlinux_btf_size():
+    """Size in bytes of the kernel's own BTF (CONFIG_DEBUG_INFO_BTF), or None without it."""
+    try:
+        return os.stat(VMLINUX_BTF).st_size
+    except OSError:
+        return None
+
+
+def kallsyms_types(names):
+    """{name: symbol type letter} for those of names that /proc/kallsyms lists.
+
+    A function the compiler inlined everywhere has no symbol, so it cannot be probed;
+    this is the first thing to check about a kprobe target. Module symbols count too.
+    Returns None when /proc/kallsyms cannot be read.
+    """
+    wanted, found = set(names), {}
+    try:
+        with open("/proc/kallsyms") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 3 and fields[2] in wanted:
+                    found.setdefault(fields[2], fields[1])
+    except OSError:
+        return None
+    return found
+
+
+def pmu_type(name):
+    """The perf_event_attr.type number of a dynamic PMU such as "kprobe", "uprobe" or
+    "tracepoint" (from sysfs), or None when this kernel has no such PMU."""
+    lines = _read_lines(os.path.join(PMU_DIR, name, "type"))
+    try:
+        return int(lines[0]) if lines else None
+    except ValueError:
+        return None
+
+
+def filesystem_supported(fstype):
+    """Whether the kernel can mount fstype (listed in /proc/filesystems)."""
+    for line in _read_lines("/proc/filesystems") or ():
+        if line.split() and line.split()[-1] == fstype:
+            return True
+    return False
+
+
+def mount_point(fstype):
+    """Where a filesystem of type fstype (e.g. "debugfs", "securityfs") is mounted in
+    this mount namespace, or None."""
+    for line in _read_lines("/proc/self/mounts") or ():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == fstype:
+            return fields[1].replace("\\040", " ")
+    return None
+
+
+def tracepoint_exists(tracefs, category, name):
+    """Whether tracefs (a mount path) has the trace event category:name."""
+    return os.path.isfile(os.path.join(tracefs, "events", category, name, "id"))
+
+
+def file_lists_symbol(path, symbol, column):
+    """Whether a whitespace-separated text file has symbol in the given column (lines
+    with fewer columns are skipped); None when the file cannot be read.
+
+    Serves tracefs available_filter_functions (column 0: the functions ftrace can hook),
+    debugfs kprobes/blacklist (column 1: "ADDR-ADDR<TAB>symbol") and
+    error_injection/list (column 0: the functions bpf_override_return may override).
+    """
+    try:
+        with open(path) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > column and fields[column] == symbol:
+                    return True
+    except OSError:
+        return None
+    return False
+
+
+def lockdown_status():
+    """(mode, source): the kernel lockdown mode and where it was learnt.
+
+    securityfs states the current mode. Without it mounted, the mode the kernel was
+    booted with is the strongest of CONFIG_LOCK_DOWN_KERNEL_FORCE_* and ``lockdown=``
+    on the command line; it can only have been raised since, so that is a lower
+    bound. (None, None) when nothing tells.
+    """
+    if os.access("/sys/kernel/security/lockdown", os.R_OK):
+        return lockdown_mode(), "securityfs"
+    if config_enabled("CONFIG_SECURITY_LOCKDOWN_LSM") is False:
+        return "none", "CONFIG_SECURITY_LOCKDOWN_LSM is off"
+    found = [(mode, f"CONFIG_LOCK_DOWN_KERNEL_FORCE_{mode.upper()}")
+             for mode in LOCKDOWN_MODES
+             if config_enabled(f"CONFIG_LOCK_DOWN_KERNEL_FORCE_{mode.upper()}")]
+    cmdline = lockdown_mode()  # securityfs is unreadable: this is lockdown= from boot
+    if cmdline in LOCKDOWN_MODES:
+        found.append((cmdline, "lockdown= on the kernel command line"))
+    if not found:
+        return None, None
+    return max(found, key=lambda item: LOCKDOWN_MODES.index(item[0]))

@@ -1,0 +1,214 @@
+"""``python -m pybpf probe``: what the running kernel supports, for people or programs.
+
+The answers come from :func:`pybpf.probe.probe`; this module parses options and formats
+them. The text starts with the verdict people come for (which filter-reduce backend
+works here and what to change to get the copyout one), then the details by group.
+"""
+import argparse
+import textwrap
+
+from .. import probe as _probe
+from . import emit_json
+
+_DESCRIPTION = """\
+Probe the running kernel: which BPF program types load, which map types can be
+created, which helpers each program type may call (like `bpftool feature probe
+kernel`), and what the e2BPF filter-reduce pipeline needs: kprobes, the read()
+syscall tracepoints, a probe-able copyout, bpf_override_return. Needs root."""
+
+_EPILOG = """\
+The verdict names the backend `attach` will use:
+  copyout-kprobe       a kprobe on copyout (a kernel built with kernel-config/);
+                       zero-copy mode when bpf_override_return can skip the copy
+  syscall-tracepoints  syscalls:sys_enter_read/sys_exit_read on a stock kernel
+  none                 neither works; the reasons say what to change
+Nothing is mounted unless --mount is given; without tracefs, debugfs and securityfs
+some answers come from the kernel config or are reported as unknown."""
+
+_INDENT = "  "
+_WIDTH = 100
+
+
+def register(subparsers):
+    p = subparsers.add_parser(
+        "probe", help="what this kernel supports, and which pipeline backend works",
+        description=_DESCRIPTION, epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-j", "--json", action="store_true", help="print one JSON document")
+    p.add_argument("--no-helpers", dest="helpers", action="store_false",
+                   help="skip the helper matrix (thousands of loads; the pipeline's own "
+                   "helpers are still probed)")
+    p.add_argument("--full", action="store_true",
+                   help="also probe " + ", ".join(_probe.helper_name(h)
+                                                  for h in _probe.NOISY_HELPERS)
+                   + " (verifying a call to them writes to the kernel log)")
+    p.add_argument("--mount", action="store_true",
+                   help="first mount tracefs, debugfs and securityfs where they belong if "
+                   "they are not mounted (they stay mounted)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="list helper names per program type, not only their number")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    result = _probe.probe(helpers=args.helpers, full=args.full, mount=args.mount)
+    if args.json:
+        emit_json(result.to_dict())
+    else:
+        print(format_text(result, verbose=args.verbose))
+    return 0
+
+
+# ---- text ---------------------------------------------------------------------------
+
+def _yes_no(ok):
+    return {True: "yes", False: "no", None: "unknown"}[ok]
+
+
+def _answer(answer):
+    return f"{_yes_no(answer.ok)}: {answer.detail}" if answer.detail else _yes_no(answer.ok)
+
+
+def _rows(pairs):
+    """Aligned "name  value" lines; a value longer than the line wraps under itself."""
+    width = max(len(name) for name, _ in pairs) + 2
+    lines = []
+    for name, value in pairs:
+        wrapped = _wrap(str(value), "", "", _WIDTH - width - len(_INDENT)) or [""]
+        lines.append(f"{_INDENT}{name:<{width}}{wrapped[0]}")
+        lines.extend(f"{_INDENT}{'':<{width}}{more}" for more in wrapped[1:])
+    return lines
+
+
+def _wrap(text, first, rest, width=_WIDTH):
+    return textwrap.wrap(text, width, initial_indent=first, subsequent_indent=rest,
+                         break_on_hyphens=False)
+
+
+def _bullets(items, indent=_INDENT * 2):
+    return [line for item in items for line in _wrap(item, indent + "- ", indent + "  ")]
+
+
+def _words(words, indent=_INDENT):
+    return _wrap(" ".join(words), indent, indent) or [indent + "(none)"]
+
+
+def format_text(result, verbose=False):
+    sections = [_summary(result), _kernel(result), _tracing(result),
+                _types("Program types", "load", result.program_types),
+                _types("Map types", "can be created", result.map_types),
+                _helpers(result.helpers, verbose)]
+    return "\n\n".join("\n".join(lines) for lines in sections if lines)
+
+
+def _summary(result):
+    k, s = result.kernel, result.seconds
+    timing = f"probed in {s['total']:.2f} s"
+    if result.helpers:
+        timing += f" (helper matrix {s['helpers']:.2f} s, {result.helpers.loads} loads)"
+    lines = [f"pybpf probe: Linux {k['release']}, {timing}"]
+    if not k["privileged"]:
+        lines.append("warning: not running with CAP_BPF or CAP_SYS_ADMIN: the kernel "
+                     "refuses most loads, so most answers below are \"no\"; run as root")
+    if result.mounted:
+        lines.append(f"mounted for this probe: {', '.join(result.mounted)}")
+    lines += ["", "Summary", f"{_INDENT}filter-reduce backend: {result.backend}"]
+    for backend in result.backends.values():
+        state = "usable" if backend.usable else "unavailable"
+        if backend.mode:
+            state += f" ({backend.mode} mode)" if backend.usable else ""
+        lines.append(f"{_INDENT}{backend.name}: {state}")
+        lines += _bullets(backend.missing + backend.notes)
+    loads = sum(t.available for t in result.program_types.values())
+    creates = sum(t.available for t in result.map_types.values())
+    lines.append(f"{_INDENT}program types: {loads} of {len(result.program_types)} load; "
+                 f"map types: {creates} of {len(result.map_types)} can be created")
+    return lines
+
+
+def _kernel(result):
+    k = result.kernel
+    unpriv = k["unprivileged_bpf_disabled"]
+    return ["Kernel"] + _rows([
+        ("release", f"{k['release']} (config: {k['config'] or 'not found'})"),
+        ("BTF", _answer(k["btf"])),
+        ("JIT", _answer(k["jit"])),
+        ("unprivileged bpf", "unknown" if unpriv is None else
+         f"{'allowed' if unpriv == 0 else 'disabled'} "
+         f"(kernel.unprivileged_bpf_disabled={unpriv})"),
+        ("privileged", "yes (CAP_BPF or CAP_SYS_ADMIN)" if k["privileged"] else "no"),
+        ("lockdown", k["lockdown"]["detail"]),
+    ])
+
+
+def _mounted(path, fstype, target=None):
+    if path:
+        return f"mounted at {path}"
+    hint = f" (mount -t {fstype} {fstype} {target}, or --mount)" if target else ""
+    return "not mounted" + hint
+
+
+def _tracing(result):
+    t = result.tracing
+    facts = t["symbol_facts"]
+    symbol = ", ".join(f"{label}: {_yes_no(facts[key])}" for label, key in (
+        ("in /proc/kallsyms", "in_kallsyms"), ("kprobe blacklist", "kprobe_blacklisted"),
+        ("ftrace-able", "ftrace_able"), ("error-injectable", "error_injectable")))
+    pmus = ", ".join(f"{name}: {'type %d' % n if n is not None else 'none'}"
+                     for name, n in t["pmus"].items())
+    helpers = "; ".join(
+        f"{ptype}: " + ", ".join(f"{name} {_yes_no(ok)}" for name, ok in answers.items())
+        for ptype, answers in result.pipeline_helpers.items())
+    tracefs = _mounted(t["tracefs"], "tracefs", "/sys/kernel/tracing")
+    if not t["tracefs"] and not t["tracefs_mountable"]:
+        tracefs = "not available in this kernel"
+    return ["Tracing"] + _rows([
+        ("tracefs", tracefs),
+        ("debugfs", _mounted(t["debugfs"], "debugfs", "/sys/kernel/debug")),
+        ("securityfs", _mounted(t["securityfs"], "securityfs", "/sys/kernel/security")),
+        ("PMUs", pmus),
+        ("kprobes", _answer(t["kprobes"])),
+        ("read() tracepoints", _answer(t["read_tracepoints"])),
+        (t["symbol"], symbol),
+        ("pipeline helpers", helpers),
+    ])
+
+
+def _types(title, verb, types):
+    good = [name for name, t in types.items() if t.available]
+    lines = [f"{title} ({len(good)} of {len(types)} {verb})"] + _words(good)
+    refused = [(name, f"{t.error}: {t.detail}" if t.detail else t.error)
+               for name, t in types.items()
+               if not t.available]
+    noted = [(name, t.detail) for name, t in types.items() if t.available and t.detail]
+    if refused:
+        lines += ["", f"{_INDENT}not available:"] + _rows(
+            [(_INDENT + name, why) for name, why in refused])
+    if noted:
+        lines += ["", f"{_INDENT}notes:"] + _rows([(_INDENT + n, why) for n, why in noted])
+    return lines
+
+
+def _helpers(matrix, verbose):
+    if matrix is None:
+        return ["Helpers: not probed (--no-helpers)"]
+    total = len(matrix.probed)
+    lines = [f"Helpers (available per program type, of {total} probed; "
+             f"{'names' if verbose else '-v lists them'})"]
+    if verbose:
+        for ptype, names in matrix.available.items():
+            lines.append(f"{_INDENT}{ptype} ({len(names)}):")
+            lines += _words(names, _INDENT * 2)
+    else:
+        lines += _rows([(ptype, len(names)) for ptype, names in matrix.available.items()])
+    notes = []
+    if matrix.not_probed:
+        notes.append("not probed for: " + "; ".join(
+            f"{ptype} ({why})" for ptype, why in matrix.not_probed.items()))
+    if matrix.newer:
+        notes.append("newer than pybpf's constants, named by the kernel: " +
+                     ", ".join(f"{name} (#{i})" for i, name in matrix.newer.items()))
+    if matrix.skipped:
+        notes.append("skipped (verifying a call writes to the kernel log; --full probes "
+                     f"them): {', '.join(matrix.skipped)}")
+    return lines + _bullets(notes, _INDENT)
