@@ -14,7 +14,7 @@ from ..errors import ENOTSUPP, BPFError
 from . import attr as A
 from . import system
 from .constants import BPF_F_NUMA_NODE, BPF_OBJ_NAME_LEN, Cmd
-from .syscall import NR_BPF, bpf_call, bpf, bpf_failed, make_error
+from .syscall import NR_BPF, bpf, bpf_call, bpf_errno, bpf_failed, make_error
 
 LOG_BUF_START = 64 * 1024
 LOG_BUF_MAX = (1 << 30) - 1  # the kernel's limit (UINT_MAX >> 2)
@@ -212,24 +212,7 @@ def prog_load(prog_type, insns, license, name="", expected_attach_type=0, kern_v
         line_info=address(line_info), line_info_cnt=line_info_cnt,
         attach_btf_id=attach_btf_id, attach_prog_fd=attach_prog_fd,
         fd_array=address(fd_array))
-    size = log_size or LOG_BUF_START
-    level = log_level
-    while True:
-        log = ctypes.create_string_buffer(size) if level else None
-        attr.log_level, attr.log_size, attr.log_buf = level, size if level else 0, address(log)
-        attr.log_true_size = 0
-        try:
-            fd = bpf(Cmd.PROG_LOAD, attr, hints)
-            return fd, _log_text(log)
-        except BPFError as e:
-            err = e.errno
-        if level == 0:
-            level = 1
-            continue
-        if err == errno.ENOSPC and size < LOG_BUF_MAX:
-            size = min(max(attr.log_true_size, size * 2), LOG_BUF_MAX)
-            continue
-        raise make_error(Cmd.PROG_LOAD, err, hints, log=_log_text(log))
+    return load_with_log(Cmd.PROG_LOAD, attr, "log_", log_level, log_size, hints)
 
 
 def _log_text(buf):
@@ -343,12 +326,19 @@ def btf_load(data, log_level=0, log_size=None, hints=None):
     hints = dict(hints or {})
     hints.setdefault(errno.E2BIG, f"the BTF ({len(raw)} bytes) is larger than this "
                                   f"kernel accepts")
-    return _load_logged(Cmd.BTF_LOAD, attr, "btf_log_", log_level, log_size, hints)
+    return load_with_log(Cmd.BTF_LOAD, attr, "btf_log_", log_level, log_size, hints)[0]
 
 
-def _load_logged(cmd, attr, prefix, log_level, log_size, hints):
-    """Issue a load command whose attr has {prefix}level/size/buf/true_size log fields,
-    retrying with a log (and a larger one on ENOSPC) so a failure carries the text."""
+def load_with_log(cmd, attr, prefix, log_level, log_size, hints):
+    """Issue a load command (PROG_LOAD, BTF_LOAD) whose attr has the fields
+    {prefix}level/size/buf/true_size; returns (fd, log text).
+
+    Without log_level, the first attempt runs with no log (cheap). If it fails, the
+    load is repeated with log level 1 so the error carries the verifier's reason; a
+    log that does not fit (ENOSPC) is retried with the size the kernel reports needing
+    (6.4+) or a doubled buffer. Attempts return -errno, so only the final failure
+    builds an exception.
+    """
     size, level = log_size or LOG_BUF_START, log_level
     while True:
         log = ctypes.create_string_buffer(size) if level else None
@@ -356,16 +346,15 @@ def _load_logged(cmd, attr, prefix, log_level, log_size, hints):
         setattr(attr, prefix + "size", size if level else 0)
         setattr(attr, prefix + "buf", address(log))
         setattr(attr, prefix + "true_size", 0)
-        try:
-            return bpf(cmd, attr, hints)
-        except BPFError as e:
-            err = e.errno
+        ret = bpf_errno(cmd, attr)
+        if ret >= 0:
+            return ret, _log_text(log)
         if level == 0:
             level = 1
-        elif err == errno.ENOSPC and size < LOG_BUF_MAX:
+        elif ret == -errno.ENOSPC and size < LOG_BUF_MAX:
             size = min(max(getattr(attr, prefix + "true_size"), size * 2), LOG_BUF_MAX)
         else:
-            raise make_error(cmd, err, hints, log=_log_text(log))
+            raise make_error(cmd, -ret, hints, log=_log_text(log))
 
 
 def btf_get_fd_by_id(btf_id):

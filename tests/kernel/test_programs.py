@@ -207,13 +207,13 @@ def test_verifier_error_shows_only_the_last_lines():
 
 def test_short_log_buffer_grows_until_the_whole_log_fits(monkeypatch):
     sizes = []
-    real_bpf = kbpf.bpf
+    real_bpf = kbpf.bpf_errno
 
-    def spy(cmd, attr, hints=None):
+    def spy(cmd, attr):
         if cmd == pybpf.kernel.constants.Cmd.PROG_LOAD:
             sizes.append(attr.log_size)
-        return real_bpf(cmd, attr, hints)
-    monkeypatch.setattr(kbpf, "bpf", spy)
+        return real_bpf(cmd, attr)
+    monkeypatch.setattr(kbpf, "bpf_errno", spy)
     with pytest.raises(VerifierError) as exc:
         Program.load("xdp", [asm.mov64(R0, R2), asm.exit()], log_size=128)
     log = exc.value.log
