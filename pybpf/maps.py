@@ -98,9 +98,12 @@ class Map(Pinnable):
 
     @staticmethod
     def create(map_type, key=None, value=None, max_entries=None, *, flags=0, name="",
-               inner_map=None, numa_node=None, map_extra=0, key_size=None, value_size=None):
+               inner_map=None, numa_node=None, map_extra=0, key_size=None, value_size=None,
+               btf=None, btf_key_type_id=0, btf_value_type_id=0):
         """Create a map. ``key`` and ``value`` are specs (struct format, ctypes type,
-        size in bytes; see pybpf.codec) or give raw sizes with key_size/value_size."""
+        size in bytes; see pybpf.codec) or give raw sizes with key_size/value_size.
+        ``btf`` (a loaded KernelBtf) with the key/value type ids describes the types
+        to the kernel, which then prints values by type (bpftool, /sys/fs/bpf)."""
         cls = _class_for(map_type_of(map_type))
         key_size = _spec_size(key, key_size, "key")
         value_size = _spec_size(value, value_size, "value")
@@ -112,7 +115,10 @@ class Map(Pinnable):
         inner_fd = inner_map.fd if inner_map is not None else 0
         fd = kbpf.map_create(cls.map_type, key_size, value_size, max_entries, flags, name,
                              inner_map_fd=inner_fd, numa_node=numa_node,
-                             map_extra=map_extra, hints=hints)
+                             map_extra=map_extra, hints=hints,
+                             btf_fd=btf.fd if btf is not None else 0,
+                             btf_key_type_id=btf_key_type_id,
+                             btf_value_type_id=btf_value_type_id)
         try:
             return cls(fd, cls.map_type, key_size, value_size, max_entries, flags, name,
                        key=key if key_size else None, value=value)
@@ -226,7 +232,7 @@ class Map(Pinnable):
 def _spec_size(spec, explicit, what):
     if explicit is not None:
         if spec is not None:
-            raise ValueError(f"give {what} or {what}_size, not both")
+            _codec.make_codec(spec, explicit, what)  # both given: they must agree
         return explicit
     if spec is None:
         return 0

@@ -12,7 +12,7 @@ import sys
 
 from ..errors import BPFError
 
-COMMANDS = ["probe", "objects"]
+COMMANDS = ["probe", "objects", "load"]
 
 
 def main(argv=None):

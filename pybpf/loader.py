@@ -1,0 +1,620 @@
+"""Loading a parsed BPF object into the running kernel.
+
+``BpfObject.open("prog.o")`` parses (no kernel involved); globals can be set through
+``obj.variables`` before ``obj.load()``, which then
+
+1. loads the object's BTF (fixed up and sanitized for this kernel) so maps and
+   programs carry type information and the verifier can quote source lines;
+2. creates the maps (reusing pins for ``LIBBPF_PIN_BY_NAME`` maps), writes the global
+   data and freezes ``.rodata``/``.kconfig`` so the verifier can trust constants;
+3. applies CO-RE relocations against the kernel's BTF;
+4. links each program with the subprograms it calls, points its map references at
+   the new maps, and loads it with func_info/line_info;
+5. fills program arrays and map-in-maps from their ``.values`` initialisers.
+
+The object owns every map, program and BTF it created; ``close()`` (or ``with``)
+releases them all, also when loading fails halfway.
+"""
+import dataclasses
+import os
+import struct
+import time
+
+from . import objfile as O
+from .btf import Btf
+from .btf import ext as X
+from .btf import types as T
+from .btf.handle import KernelBtf
+from .errors import BPFError, VerifierError
+from .kernel import bpf as kbpf
+from .kernel import system
+from .kernel.constants import (BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS, BPF_PSEUDO_BTF_ID,
+                               BPF_PSEUDO_FUNC, BPF_PSEUDO_KFUNC_CALL, BPF_PSEUDO_MAP_FD,
+                               BPF_PSEUDO_MAP_VALUE, MapType, ProgType)
+from .maps import Map
+from .programs import Program
+from . import sections as S
+
+INSN = O.INSN
+# A call to this helper id marks an instruction the loader could not resolve; the
+# verifier refuses it only if the program can reach it (the same value libbpf uses,
+# so tools that know one recognise the other).
+POISON_HELPER = 0xBAD2310
+
+
+@dataclasses.dataclass
+class LoadStats:
+    """What loading one program took: instructions and the kernel's verifier work."""
+    insns: int
+    verified_insns: int
+    load_seconds: float
+
+
+class BpfObject:
+    """A BPF object file: parsed on open, loaded into the kernel by :meth:`load`."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.maps = {}        # name -> Map, after load
+        self.programs = {}    # name -> Program, after load
+        self.stats = {}       # program name -> LoadStats
+        self.btf = None       # KernelBtf of the object's own types, after load
+        self.kernel_btf = None
+        self.core_notes = {}  # (section, slot) -> why a CO-RE relocation failed
+        self.warnings = []
+        self.variables = _Variables(self)
+        self._loaded = False
+
+    @classmethod
+    def open(cls, path_or_bytes, name=None):
+        if isinstance(path_or_bytes, (bytes, bytearray)):
+            return cls(O.ObjectFile.parse(path_or_bytes, name or "obj"))
+        spec = O.ObjectFile.from_path(path_or_bytes)
+        if name:
+            spec.name = name
+        return cls(spec)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        for prog in self.programs.values():
+            prog.close()
+        for m in self.maps.values():
+            m.close()
+        if self.btf is not None:
+            self.btf.close()
+        self.programs, self.maps, self.btf = {}, {}, None
+
+    def __repr__(self):
+        state = "loaded" if self._loaded else "not loaded"
+        return f"<BpfObject {self.spec.name!r} {state} programs={list(self.spec.programs)}>"
+
+    # -- loading -------------------------------------------------------------------
+
+    def load(self, *, pin_maps=None, kernel_btf=None, kconfig=None, log_level=0,
+             programs=None):
+        """Create the maps and load the programs.
+
+        pin_maps: bpffs directory for maps declared ``pinning LIBBPF_PIN_BY_NAME``
+        (reused when already pinned there). kernel_btf: a Btf, or the path of a BTF
+        file, to use instead of /sys/kernel/btf/vmlinux (kernels without BTF).
+        kconfig: values for ``.kconfig`` externs, overriding the running kernel's.
+        programs: names to load (default: every program not marked ``SEC("?...")``).
+        """
+        if self._loaded:
+            raise ValueError(f"{self!r} is already loaded")
+        self._kernel_btf_source = kernel_btf
+        try:
+            self._load_btf()
+            self._fill_kconfig(kconfig or {})
+            self._create_maps(pin_maps)
+            self._relocate_core()
+            wanted = programs if programs is not None else [
+                n for n, p in self.spec.programs.items() if p.section_def.autoload]
+            for name in wanted:
+                if name not in self.spec.programs:
+                    raise KeyError(f"no program {name!r} in {self.spec.name} (has "
+                                   f"{', '.join(self.spec.programs)})")
+                self.programs[name] = self._load_program(self.spec.programs[name], log_level)
+            self._init_values()
+        except BaseException:
+            self.close()
+            raise
+        self._loaded = True
+        return self
+
+    def _target_btf(self):
+        """The kernel's BTF (or the user's stand-in), parsed on first need."""
+        if self.kernel_btf is None:
+            src = self._kernel_btf_source
+            if isinstance(src, Btf):
+                self.kernel_btf = src
+            elif src is not None:
+                self.kernel_btf = Btf.load(src)
+            elif os.path.exists(system.VMLINUX_BTF):
+                self.kernel_btf = Btf.vmlinux()
+            else:
+                raise O.ObjectError(
+                    "this object needs the kernel's BTF (CO-RE relocations or BTF-attached "
+                    "programs) but /sys/kernel/btf/vmlinux does not exist; pass a BTF file "
+                    "for this kernel (--btf FILE / kernel_btf=)")
+        return self.kernel_btf
+
+    def _load_btf(self):
+        spec = self.spec
+        if spec.btf is None:
+            return
+        from .btf.probe import probe_btf_features
+        btf = spec.btf.copy()
+        sizes = dict(spec.section_sizes)
+        offsets = dict(spec.symbol_offsets)
+        if O.KCONFIG in spec.maps:
+            sizes[O.KCONFIG] = spec.maps[O.KCONFIG].value_size
+            for ext in spec.externs.values():
+                if ext.section == O.KCONFIG:
+                    offsets[(O.KCONFIG, ext.name)] = ext.offset
+        btf.fixup_datasecs(sizes, offsets)
+        try:
+            self.btf = KernelBtf.load(btf.sanitize(probe_btf_features()))
+        except BPFError as e:
+            # Like libbpf: an object whose BTF this kernel refuses still loads,
+            # without source lines in verifier errors.
+            self.warnings.append(f"the kernel refused the object's BTF; loading without "
+                                 f"it: {e}")
+
+    def _fill_kconfig(self, overrides):
+        spec = self.spec
+        if O.KCONFIG not in spec.maps:
+            return
+        data = spec.maps[O.KCONFIG].data
+        config = None
+        for ext in (e for e in spec.externs.values() if e.section == O.KCONFIG):
+            if ext.name in overrides:
+                value = overrides[ext.name]
+            elif ext.name == "LINUX_KERNEL_VERSION":
+                value = system.kernel_version_code()
+            elif ext.name.startswith("CONFIG_"):
+                if config is None:
+                    config = system.kernel_config()[0] or {}
+                value = config.get(ext.name)
+            else:
+                value = _LIBBPF_KCONFIG.get(ext.name)
+            if value is None:
+                if ext.weak:
+                    continue
+                raise O.ObjectError(
+                    f"extern {ext.name!r} (.kconfig) has no value: this kernel's config "
+                    f"does not set it; declare it __weak or pass kconfig={{{ext.name!r}: ...}}")
+            data[ext.offset:ext.offset + ext.size] = _kconfig_bytes(ext, value, spec.btf)
+
+    # -- maps ----------------------------------------------------------------------
+
+    def _create_maps(self, pin_dir):
+        for name, mspec in self.spec.maps.items():
+            self.maps[name] = self._create_map(mspec, pin_dir)
+
+    def _create_map(self, mspec, pin_dir):
+        pin_path = None
+        if mspec.pinning == O.LIBBPF_PIN_BY_NAME and pin_dir:
+            pin_path = os.path.join(pin_dir, mspec.name)
+            if os.path.exists(pin_path):
+                existing = Map.from_pin(
+                    pin_path, key=self._codec_spec(mspec.btf_key_type_id, mspec.key_size),
+                    value=self._codec_spec(mspec.btf_value_type_id, mspec.value_size))
+                _check_compatible(existing, mspec, pin_path)
+                return existing
+        inner = self._create_map(mspec.inner, None) if mspec.inner is not None else None
+        try:
+            m = self._new_map(mspec, inner)
+        finally:
+            if inner is not None:
+                inner.close()
+        try:
+            if mspec.data is not None:
+                m.update(0, bytes(mspec.data))
+                if mspec.flags & O.BPF_F_RDONLY_PROG:
+                    m.freeze()
+            if pin_path:
+                m.pin(pin_path)
+        except BaseException:
+            m.close()
+            raise
+        return m
+
+    def _new_map(self, mspec, inner):
+        kernel_name = self._kernel_map_name(mspec)
+        args = dict(key=self._codec_spec(mspec.btf_key_type_id, mspec.key_size),
+                    value=self._codec_spec(mspec.btf_value_type_id, mspec.value_size),
+                    key_size=mspec.key_size, value_size=mspec.value_size,
+                    max_entries=mspec.max_entries, flags=mspec.flags, name=kernel_name,
+                    inner_map=inner, numa_node=mspec.numa_node, map_extra=mspec.map_extra)
+        if self.btf is not None and (mspec.btf_value_type_id or mspec.btf_key_type_id):
+            try:
+                return Map.create(mspec.type, btf=self.btf, btf_key_type_id=mspec.btf_key_type_id,
+                                  btf_value_type_id=mspec.btf_value_type_id, **args)
+            except BPFError:
+                pass  # retried without type information, as libbpf does
+        try:
+            return Map.create(mspec.type, **args)
+        except (BPFError, ValueError) as e:
+            raise type(e)(*_with_context(e, f"map {mspec.name!r}")) from None
+
+    def _codec_spec(self, type_id, size):
+        """A struct format for integer keys/values (so m[1] works), else raw bytes."""
+        btf = self.spec.btf
+        if btf is None or not type_id or not size:
+            return None
+        t = btf.type(btf.resolve(type_id))
+        if isinstance(t, (T.Int, T.Enum)) and t.size == size and size in _INT_FORMATS:
+            fmt = _INT_FORMATS[size]
+            return fmt.lower() if t.signed else fmt
+        return None
+
+    def _kernel_map_name(self, mspec):
+        """Kernel names are 15 characters; data maps are called <object>.<section>."""
+        if not mspec.is_data:
+            name = mspec.name
+        else:
+            prefix = self.spec.name[:min(8, 15 - min(len(mspec.name), 7))]
+            name = prefix + mspec.name
+        return "".join(c if c.isalnum() or c in "._" else "_" for c in name)[:15]
+
+    def _init_values(self):
+        for name, mspec in self.spec.maps.items():
+            for slot, target in sorted(mspec.init_values.items()):
+                if mspec.type == MapType.PROG_ARRAY:
+                    value = self.programs.get(target)
+                    if value is None:
+                        continue  # a program not loaded (SEC("?...") or not selected)
+                else:
+                    value = self.maps[target]
+                self.maps[name][slot] = value
+
+    # -- CO-RE ---------------------------------------------------------------------
+
+    def _relocate_core(self):
+        ext = self.spec.btf_ext
+        if ext is None or not any(ext.core_relos.values()):
+            return
+        from .btf import core
+        target = self._target_btf()
+        for section, relos in ext.core_relos.items():
+            if section not in self.spec.code or not relos:
+                continue
+            code, notes = core.relocate_section(
+                bytes(self.spec.code[section]), relos, self.spec.btf, target,
+                section=section)
+            self.spec.code[section][:] = code
+            for slot, note in notes.items():
+                self.core_notes[(section, slot)] = note
+
+    # -- programs ------------------------------------------------------------------
+
+    def _load_program(self, pspec, log_level):
+        sd = pspec.section_def
+        image, layout = self._link(pspec)
+        insns = self._relocate(image, layout)
+        flags = (BPF_F_SLEEPABLE if sd.flags & S.SLEEPABLE else 0) | \
+                (BPF_F_XDP_HAS_FRAGS if sd.flags & S.XDP_FRAGS else 0)
+        attach_btf_id = self._attach_btf_id(pspec)
+        kern_version = self.spec.kern_version
+        if kern_version is None and sd.prog_type == ProgType.KPROBE:
+            kern_version = system.kernel_version_code()
+        func_info = line_info = None
+        if self.btf is not None and self.spec.btf_ext is not None:
+            func_info, line_info = self._btf_ext_for(layout)
+        started = time.perf_counter()
+        try:
+            prog = Program.load(
+                sd.prog_type, insns, self.spec.license or "", name=pspec.name,
+                expected_attach_type=sd.expected_attach_type, kern_version=kern_version or 0,
+                flags=flags, log_level=log_level, attach_btf_id=attach_btf_id,
+                btf=self.btf if func_info else None, func_info=func_info,
+                line_info=line_info)
+        except VerifierError as e:
+            raise self._explain(e, pspec, layout) from None
+        elapsed = time.perf_counter() - started
+        try:
+            verified = prog.info().verified_insns
+        except BPFError:
+            verified = 0
+        self.stats[pspec.name] = LoadStats(len(insns) // INSN, verified, elapsed)
+        return prog
+
+    def _link(self, pspec):
+        """The program's instructions followed by every subprogram it reaches.
+
+        Returns (bytearray image, layout): layout lists (Function, first image slot),
+        the program first. Call and callback offsets are rewritten for the image.
+        """
+        spec = self.spec
+        layout, placed, queue = [], {}, [pspec.function]
+        image = bytearray()
+        while queue:
+            fn = queue.pop(0)
+            key = (fn.section, fn.start)
+            if key in placed:
+                continue
+            placed[key] = len(image) // INSN
+            layout.append((fn, placed[key]))
+            image += spec.code[fn.section][fn.start * INSN:fn.end * INSN]
+            for slot, target in self._calls(fn):
+                callee = spec.function_at(*target)
+                if callee is None:
+                    raise O.ObjectError(
+                        f"program {pspec.name!r}: instruction {slot} of {fn.section} calls "
+                        f"{target[0]}+{target[1]}, which is not the start of a function")
+                queue.append(callee)
+        # Second pass: now every function has its place, point calls at them.
+        for fn, base in layout:
+            for slot, target in self._calls(fn):
+                callee = spec.function_at(*target)
+                at = base + slot - fn.start
+                rel = placed[(callee.section, callee.start)] - (at + 1)
+                struct.pack_into("<i", image, at * INSN + 4, rel)
+                if image[at * INSN] == O.LD_IMM64:
+                    image[at * INSN + 1] = (image[at * INSN + 1] & 0x0F) | (BPF_PSEUDO_FUNC << 4)
+        return image, layout
+
+    def _calls(self, fn):
+        """(slot, (section, target slot)) of every call/callback in fn to code."""
+        relocs = self.spec.relocs.get(fn.section, {})
+        code = self.spec.code[fn.section]
+        for slot in range(fn.start, fn.end):
+            r = relocs.get(slot)
+            if r is not None:
+                if r.kind in ("call", "func"):
+                    yield slot, r.target
+                continue
+            op, regs, _off, imm = struct.unpack_from("<BBhi", code, slot * INSN)
+            if op == O.CALL and regs >> 4 == O.BPF_PSEUDO_CALL:
+                yield slot, (fn.section, slot + imm + 1)  # a call within the section
+
+    def _relocate(self, image, layout):
+        """Point map, global data and extern references at this load's objects."""
+        for fn, base in layout:
+            relocs = self.spec.relocs.get(fn.section, {})
+            for slot, r in relocs.items():
+                if not fn.start <= slot < fn.end or r.kind in ("call", "func"):
+                    continue
+                at = (base + slot - fn.start) * INSN
+                if r.kind == "map":
+                    _set_ld_imm64(image, at, BPF_PSEUDO_MAP_FD, self.maps[r.target].fd, 0)
+                elif r.kind == "map_value":
+                    _set_ld_imm64(image, at, BPF_PSEUDO_MAP_VALUE, self.maps[r.target].fd,
+                                  r.offset)
+                else:
+                    self._relocate_extern(image, at, r)
+        return bytes(image)
+
+    def _relocate_extern(self, image, at, r):
+        ext = self.spec.externs[r.target]
+        if ext.section == O.KCONFIG:
+            _set_ld_imm64(image, at, BPF_PSEUDO_MAP_VALUE, self.maps[O.KCONFIG].fd, ext.offset)
+            return
+        kind = "func" if r.kind == "kfunc" else "var"
+        btf = self._target_btf()
+        ids = btf.find(ext.name, kind)
+        if not ids:
+            if not ext.weak:
+                raise O.ObjectError(f"extern {kind} {ext.name!r} (.ksyms) is not in the "
+                                    f"kernel's BTF; declare it __weak to make it optional")
+            if r.kind == "kfunc":
+                struct.pack_into("<BBhi", image, at, O.CALL, 0, 0, POISON_HELPER)
+            else:
+                _set_ld_imm64(image, at, 0, 0, 0)
+            return
+        if r.kind == "kfunc":
+            struct.pack_into("<BBhi", image, at, O.CALL, BPF_PSEUDO_KFUNC_CALL << 4, 0, ids[0])
+        else:
+            _set_ld_imm64(image, at, BPF_PSEUDO_BTF_ID, ids[0], 0)
+
+    def _attach_btf_id(self, pspec):
+        target = pspec.section_def.btf_target()
+        if target is None:
+            return 0
+        kind, name = target
+        if not pspec.section_def.target:
+            raise O.ObjectError(f"program {pspec.name!r}: section "
+                                f"{pspec.section_def.section!r} must name its target, "
+                                f"e.g. {pspec.section_def.prefix}/FUNCTION")
+        ids = self._target_btf().find(name, kind)
+        if not ids:
+            raise O.ObjectError(f"program {pspec.name!r}: {kind} {name!r} is not in the "
+                                f"kernel's BTF, so {pspec.section_def.section!r} cannot "
+                                f"attach to it")
+        return ids[0]
+
+    def _btf_ext_for(self, layout):
+        """func_info and line_info for the linked image, as the kernel wants them."""
+        ext = self.spec.btf_ext
+        func_info = line_info = b""
+        for fn, base in layout:
+            lo, hi = fn.start * INSN, fn.end * INSN
+            func_info += X.encode_func_info(
+                X.slice_records(ext.func_info.get(fn.section, []), lo, hi), base)
+            line_info += X.encode_line_info(
+                X.slice_records(ext.line_info.get(fn.section, []), lo, hi), base)
+        if not func_info:
+            return None, None
+        return (func_info, X.FUNC_INFO_SIZE), (line_info, X.LINE_INFO_SIZE) if line_info \
+            else None
+
+    def _explain(self, err, pspec, layout):
+        """The verifier error, told in the object's terms: which program, which section,
+        which source line, and whether a failed CO-RE relocation is the reason."""
+        context = f"program {pspec.name!r} (section {pspec.section_def.section!r})"
+        source = _last_source_line(err.log)
+        if source:
+            context += f" failed at: {source}"
+        notes = [note for (section, slot), note in self.core_notes.items()
+                 if any(fn.section == section and fn.start <= slot < fn.end
+                        for fn, _ in layout)]
+        if notes and str(POISON_HELPER) in err.log:
+            context += "; " + "; ".join(notes)
+        err = VerifierError(err.cmd, err.errno, context, err.hint, err.log)
+        err.program = pspec.name
+        err.source_line = source
+        return err
+
+    # -- pinning ---------------------------------------------------------------------
+
+    def pin(self, directory):
+        """Pin every program at DIR/NAME and every map at DIR/maps/NAME."""
+        os.makedirs(os.path.join(directory, "maps"), exist_ok=True)
+        for name, prog in self.programs.items():
+            prog.pin(os.path.join(directory, name))
+        for name, m in self.maps.items():
+            m.pin(os.path.join(directory, "maps", name.lstrip(".") or name))
+
+
+class _Variables:
+    """Global variables by name: read and set before load (the initial image) and
+    after load (the live map; .rodata is frozen then)."""
+
+    def __init__(self, obj):
+        self._obj = obj
+
+    def __contains__(self, name):
+        return name in self._obj.spec.variables
+
+    def __iter__(self):
+        return iter(self._obj.spec.variables)
+
+    def __getitem__(self, name):
+        var = self._var(name)
+        return _decode_var(var, self._image(var)[var.offset:var.offset + var.size],
+                           self._obj.spec.btf)
+
+    def __setitem__(self, name, value):
+        var = self._var(name)
+        raw = _encode_var(var, value, self._obj.spec.btf)
+        m = self._obj.maps.get(var.section)
+        if m is None:
+            self._obj.spec.maps[var.section].data[var.offset:var.offset + var.size] = raw
+            return
+        image = bytearray(m[0])
+        image[var.offset:var.offset + var.size] = raw
+        m[0] = bytes(image)
+
+    def _var(self, name):
+        try:
+            return self._obj.spec.variables[name]
+        except KeyError:
+            raise KeyError(f"no global variable {name!r} (has: "
+                           f"{', '.join(self._obj.spec.variables) or 'none'})") from None
+
+    def _image(self, var):
+        m = self._obj.maps.get(var.section)
+        return bytes(m[0]) if m is not None else bytes(self._obj.spec.maps[var.section].data)
+
+
+def _int_type(var, btf):
+    """(size, signed) when the variable is a plain integer (or enum), else None."""
+    if btf is None or not var.btf_type_id:
+        return None
+    t = btf.type(btf.resolve(var.btf_type_id))
+    if isinstance(t, T.Int) and t.size in (1, 2, 4, 8):
+        return t.size, t.signed
+    if isinstance(t, (T.Enum, T.Enum64)):
+        return t.size, t.signed
+    return None
+
+
+def _decode_var(var, raw, btf):
+    it = _int_type(var, btf)
+    if it is None:
+        return raw
+    return int.from_bytes(raw, "little" if struct.pack("=H", 1)[0] else "big", signed=it[1])
+
+
+def _encode_var(var, value, btf):
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) != var.size:
+            raise ValueError(f"variable {var.name!r} is {var.size} bytes, got {len(value)}")
+        return bytes(value)
+    it = _int_type(var, btf)
+    if it is None:
+        raise TypeError(f"variable {var.name!r} is not an integer; assign {var.size} bytes")
+    try:
+        return int(value).to_bytes(it[0], "little" if struct.pack("=H", 1)[0] else "big",
+                                   signed=it[1])
+    except OverflowError:
+        raise ValueError(f"{value} does not fit variable {var.name!r} "
+                         f"({it[0]} bytes, {'signed' if it[1] else 'unsigned'})") from None
+
+
+_INT_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+# Externs libbpf itself provides, with the values that hold for kernels pybpf supports.
+_LIBBPF_KCONFIG = {"LINUX_HAS_BPF_COOKIE": 1, "LINUX_HAS_SYSCALL_WRAPPER": 1}
+
+
+def _kconfig_bytes(ext, value, btf):
+    """Encode a kconfig value ("y"/"m"/"n", a number, a string) for extern ext."""
+    if isinstance(value, str):
+        v = value.strip()
+        if v in ("y", "m", "n"):
+            t = btf.type(btf.resolve(ext.btf_type_id)) if btf is not None else None
+            if isinstance(t, T.Enum):  # enum libbpf_tristate
+                value = {"y": 1, "n": 0, "m": 2}[v]
+            elif v == "m":
+                raise O.ObjectError(f"{ext.name} is 'm' (a module) but is declared bool; "
+                                    f"declare it enum libbpf_tristate")
+            else:
+                value = 1 if v == "y" else 0
+        elif v.startswith('"'):
+            raw = v.strip('"').encode() + b"\0"
+            if len(raw) > ext.size:
+                raise O.ObjectError(f"{ext.name}={v} does not fit its char[{ext.size}]")
+            return raw.ljust(ext.size, b"\0")
+        else:
+            value = int(v, 0)
+    try:
+        return int(value).to_bytes(ext.size, "little" if struct.pack("=H", 1)[0] else "big",
+                                   signed=int(value) < 0)
+    except OverflowError:
+        raise O.ObjectError(f"{ext.name}={value} does not fit in {ext.size} bytes") from None
+
+
+def _set_ld_imm64(image, at, src, lo, hi):
+    image[at + 1] = (image[at + 1] & 0x0F) | (src << 4)
+    struct.pack_into("<i", image, at + 4, _s32(lo))
+    struct.pack_into("<i", image, at + 12, _s32(hi))
+
+
+def _s32(v):
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def _check_compatible(existing, mspec, path):
+    info = existing.info()
+    want = (mspec.type, mspec.key_size, mspec.value_size, mspec.max_entries)
+    have = (info.type, info.key_size, info.value_size, info.max_entries)
+    if want != have:
+        existing.close()
+        raise O.ObjectError(
+            f"the map pinned at {path} (type {have[0]}, key {have[1]}, value {have[2]}, "
+            f"max_entries {have[3]}) does not match map {mspec.name!r} of this object "
+            f"(type {want[0]}, key {want[1]}, value {want[2]}, max_entries {want[3]}); "
+            f"unpin it or use another pin directory")
+
+
+def _with_context(err, what):
+    if isinstance(err, BPFError):
+        return (err.cmd, err.errno, f"{what}: {err.detail}" if err.detail else what, err.hint)
+    return (f"{what}: {err}",)
+
+
+def _last_source_line(log):
+    """The last C source line the kernel printed from line_info ("; x = y; @ f.c:12")."""
+    for line in reversed(log.splitlines()):
+        if line.startswith("; "):
+            return line[2:].strip()
+    return None
+

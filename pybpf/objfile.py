@@ -1,0 +1,571 @@
+"""Reading a clang-built BPF object into a kernel-independent description.
+
+``ObjectFile.parse(data)`` turns ``clang -target bpf`` output into specs: programs
+(their instruction bytes, section convention, the relocations they need), maps (from
+BTF ``.maps``, the legacy ``maps`` section, and the global data sections), the
+license, and the externs the object expects the loader to supply. Nothing here asks
+the running kernel anything: load-time work (map creation, CO-RE, fds) lives in
+:mod:`pybpf.loader`.
+
+The conventions are the ones clang and libbpf share, so an object libbpf loads parses
+here too: ``SEC("...")`` section names (:mod:`pybpf.sections`), ``.text`` for
+subprograms, ``__uint``/``__type``/``__array`` map definitions encoded in BTF, and
+global variables in ``.data``, ``.rodata``, ``.bss`` and their ``.*`` variants.
+"""
+import dataclasses
+import struct
+import sys
+from typing import Dict, List, Optional
+
+from . import elf as E
+from . import sections
+from .btf import Btf, BtfError
+from .btf.ext import BtfExt
+from .btf import types as T
+from .kernel.constants import (BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, BPF_JMP, BPF_CALL,
+                               BPF_PSEUDO_CALL, MapType)
+
+INSN = 8
+LD_IMM64 = 0x18
+CALL = BPF_JMP | BPF_CALL
+LIBBPF_PIN_BY_NAME = 1
+DATA_PREFIXES = (".data", ".rodata", ".bss")
+KCONFIG = ".kconfig"
+KSYMS = ".ksyms"
+
+
+class ObjectError(ValueError):
+    """The object file is not something pybpf can load; the message says what and where."""
+
+
+@dataclasses.dataclass
+class MapSpec:
+    """A map the object defines, before it exists in the kernel."""
+    name: str
+    type: MapType
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int = 0
+    numa_node: Optional[int] = None
+    map_extra: int = 0
+    pinning: int = 0
+    btf_key_type_id: int = 0
+    btf_value_type_id: int = 0
+    inner: Optional["MapSpec"] = None
+    # slot -> symbol name (a program for prog arrays, a map for map-in-map)
+    init_values: Dict[int, str] = dataclasses.field(default_factory=dict)
+    data: Optional[bytearray] = None   # initial value of a global data map
+    section: str = ""                  # where it was defined (".maps", ".rodata", ...)
+
+    @property
+    def is_data(self):
+        return self.data is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class Reloc:
+    """An instruction (slot index in its section) that needs a load-time value.
+
+    kind: "map" (ld_imm64 of a map fd), "map_value" (ld_imm64 of an address inside a
+    data map, ``offset`` bytes in), "call" (bpf-to-bpf call), "func" (ld_imm64 of a
+    callback function), "extern_var" (ld_imm64 of a .kconfig/.ksyms extern),
+    "kfunc" (call of a kernel function). ``target`` is a map name, a (section, slot)
+    pair for code, or an extern's name.
+    """
+    slot: int
+    kind: str
+    target: object
+    offset: int = 0
+
+
+@dataclasses.dataclass
+class Function:
+    """A function in a code section: a program entry point or a subprogram."""
+    name: str
+    section: str
+    start: int          # slot index in its section
+    end: int            # one past its last slot
+
+
+@dataclasses.dataclass
+class ProgramSpec:
+    name: str
+    section_def: sections.SectionDef
+    function: Function
+
+    @property
+    def section(self):
+        return self.function.section
+
+
+@dataclasses.dataclass
+class Extern:
+    """An ``extern`` the loader must resolve: a kconfig value or a kernel symbol."""
+    name: str
+    section: str          # .kconfig or .ksyms
+    weak: bool
+    btf_type_id: int      # the VAR/FUNC in the object's BTF (0 without BTF)
+    size: int = 0
+    offset: int = 0       # in the .kconfig map
+
+
+@dataclasses.dataclass
+class Variable:
+    """A global variable: ``size`` bytes at ``offset`` of data map ``section``."""
+    name: str
+    section: str
+    offset: int
+    size: int
+    btf_type_id: int = 0
+
+
+class ObjectFile:
+    """A parsed BPF object: ``programs``, ``maps``, ``variables``, ``externs``,
+    ``license``, ``kern_version``, ``btf``/``btf_ext``, and per code section its
+    instruction bytes (``code``), relocations (``relocs``) and functions."""
+
+    def __init__(self, name="obj"):
+        self.name = name
+        self.license = ""
+        self.kern_version = None
+        self.programs: Dict[str, ProgramSpec] = {}
+        self.maps: Dict[str, MapSpec] = {}
+        self.variables: Dict[str, Variable] = {}
+        self.externs: Dict[str, Extern] = {}
+        self.code: Dict[str, bytearray] = {}
+        self.relocs: Dict[str, Dict[int, Reloc]] = {}
+        self.functions: Dict[str, List[Function]] = {}
+        self.btf: Optional[Btf] = None
+        self.btf_ext: Optional[BtfExt] = None
+        # What BTF DATASECs need from the ELF (clang leaves their sizes at 0).
+        self.section_sizes: Dict[str, int] = {}
+        self.symbol_offsets: Dict[tuple, int] = {}
+        self.byteorder = sys.byteorder
+
+    @classmethod
+    def from_path(cls, path):
+        with open(path, "rb") as f:
+            data = f.read()
+        import os
+        return cls.parse(data, os.path.basename(path).split(".")[0] or "obj")
+
+    @classmethod
+    def parse(cls, data, name="obj"):
+        try:
+            return _Parser(data, name).run()
+        except E.ElfError as e:
+            raise ObjectError(f"not a valid ELF object: {e}") from None
+        except BtfError as e:
+            raise ObjectError(f"bad BTF in the object: {e}") from None
+
+    def function_at(self, section, slot):
+        """The function of section that starts at slot, or None."""
+        for f in self.functions.get(section, ()):
+            if f.start == slot:
+                return f
+        return None
+
+    def __repr__(self):
+        return (f"<ObjectFile {self.name!r} programs={list(self.programs)} "
+                f"maps={list(self.maps)}>")
+
+
+class _Parser:
+    """One pass over an ELF object, filling an ObjectFile."""
+
+    def __init__(self, data, name):
+        self.elf = E.ElfFile(bytes(data))
+        self.obj = ObjectFile(name)
+
+    def run(self):
+        elf, obj = self.elf, self.obj
+        if elf.machine != E.EM_BPF:
+            raise ObjectError(f"the object is for machine {elf.machine}, not BPF "
+                              f"(EM_BPF={E.EM_BPF}); compile with clang -target bpf")
+        if elf.elf_type != E.ET_REL:
+            raise ObjectError("the file is not a relocatable object (ET_REL); give the "
+                              ".o that clang -c produced")
+        if elf.byteorder != sys.byteorder:
+            raise ObjectError(
+                f"the object is {elf.byteorder}-endian but this machine is "
+                f"{sys.byteorder}-endian; rebuild it with clang -target bpf (or "
+                f"-target bpf{'el' if sys.byteorder == 'little' else 'eb'})")
+        self.symbols = elf.symbols()
+        self._read_btf()
+        self._read_license()
+        self._read_code()
+        self._read_data_maps()
+        self._read_legacy_maps()
+        self._read_btf_maps()
+        self._read_externs()
+        self._read_relocations()
+        self._read_datasec_layout()
+        return obj
+
+    def _read_datasec_layout(self):
+        obj = self.obj
+        wanted = set(obj.maps) | {".maps", "license", "maps"}
+        for sec in self.elf.sections:
+            if sec.name in wanted:
+                obj.section_sizes[sec.name] = sec.size
+        for sym in self.symbols:
+            if sym.section_name in obj.section_sizes and sym.name and \
+                    sym.type != E.STT_SECTION:
+                obj.symbol_offsets[(sym.section_name, sym.name)] = sym.value
+
+    # -- simple sections ---------------------------------------------------------
+
+    def _read_btf(self):
+        sec = self.elf.section(".BTF")
+        if sec is None:
+            return
+        self.obj.btf = Btf.from_bytes(sec.data, lazy=False)
+        ext = self.elf.section(".BTF.ext")
+        if ext is not None:
+            self.obj.btf_ext = BtfExt.from_bytes(ext.data, self.obj.btf)
+
+    def _read_license(self):
+        sec = self.elf.section("license")
+        if sec is not None:
+            self.obj.license = sec.data.split(b"\0", 1)[0].decode("ascii", "replace")
+        sec = self.elf.section("version")
+        if sec is not None:
+            if sec.size != 4:
+                raise ObjectError(f"section 'version' is {sec.size} bytes; it holds one u32")
+            self.obj.kern_version = int.from_bytes(sec.data, self.elf.byteorder)
+
+    def _read_code(self):
+        """Code sections: .text holds subprograms, every other one programs."""
+        obj = self.obj
+        for sec in self.elf.sections:
+            if not (sec.flags & E.SHF_EXECINSTR) or sec.type != E.SHT_PROGBITS or not sec.size:
+                continue
+            if sec.size % INSN:
+                raise ObjectError(f"code section {sec.name!r} is {sec.size} bytes, not a "
+                                  f"multiple of the 8-byte instruction size")
+            obj.code[sec.name] = bytearray(sec.data)
+            obj.relocs[sec.name] = {}
+            funcs = sorted((s for s in self.symbols if s.shndx == sec.index and
+                            s.type == E.STT_FUNC), key=lambda s: s.value)
+            obj.functions[sec.name] = []
+            for sym in funcs:
+                if sym.value % INSN or sym.value + sym.size > sec.size:
+                    raise ObjectError(f"function {sym.name!r} lies outside section "
+                                      f"{sec.name!r} or is misaligned")
+                fn = Function(sym.name, sec.name, sym.value // INSN,
+                              (sym.value + sym.size) // INSN)
+                obj.functions[sec.name].append(fn)
+                if sec.name != ".text":
+                    if sym.name in obj.programs:
+                        raise ObjectError(f"two programs are called {sym.name!r}")
+                    obj.programs[sym.name] = ProgramSpec(
+                        sym.name, sections.parse(sec.name), fn)
+
+    # -- maps ----------------------------------------------------------------
+
+    def _read_data_maps(self):
+        """.data/.rodata/.bss (and their .* variants) become one-element array maps."""
+        obj = self.obj
+        for sec in self.elf.sections:
+            if not _is_data_section(sec):
+                continue
+            readonly = sec.name.startswith(".rodata")
+            data = bytearray(sec.size) if sec.type == E.SHT_NOBITS else bytearray(sec.data)
+            value_id = self._datasec_id(sec.name)
+            obj.maps[sec.name] = MapSpec(
+                name=sec.name, type=MapType.ARRAY, key_size=4, value_size=sec.size,
+                max_entries=1, flags=BPF_F_MMAPABLE | (BPF_F_RDONLY_PROG if readonly else 0),
+                btf_value_type_id=value_id, data=data, section=sec.name)
+            for sym in self.symbols:
+                if sym.shndx == sec.index and sym.type == E.STT_OBJECT and sym.name:
+                    obj.variables[sym.name] = Variable(
+                        sym.name, sec.name, sym.value, sym.size, self._var_type(sym.name))
+
+    def _datasec_id(self, name):
+        if self.obj.btf is None:
+            return 0
+        ids = self.obj.btf.find(name, "datasec")
+        return ids[0] if ids else 0
+
+    def _var_type(self, name):
+        btf = self.obj.btf
+        if btf is None:
+            return 0
+        ids = btf.find(name, "var")
+        return btf.type(ids[0]).type if ids else 0
+
+    def _read_legacy_maps(self):
+        """The ``maps`` section: struct bpf_map_def records named by their symbols."""
+        sec = self.elf.section("maps")
+        if sec is None:
+            return
+        syms = sorted((s for s in self.symbols if s.shndx == sec.index and s.name and
+                       s.type in (E.STT_OBJECT, E.STT_NOTYPE)), key=lambda s: s.value)
+        if not syms:
+            return
+        rec = sec.size // len(syms)
+        if rec < 20 or rec * len(syms) != sec.size:
+            raise ObjectError(f"legacy 'maps' section: {sec.size} bytes for {len(syms)} "
+                              f"maps is not a whole number of bpf_map_def records")
+        order = "<" if self.elf.byteorder == "little" else ">"
+        for sym in syms:
+            raw = sec.data[sym.value:sym.value + rec] + bytes(28)
+            mtype, key, value, entries, flags, _inner, numa = struct.unpack_from(
+                order + "7I", raw)
+            self.obj.maps[sym.name] = MapSpec(
+                sym.name, _map_type(mtype, sym.name), key, value, entries, flags,
+                numa_node=numa or None, section="maps")
+
+    def _read_btf_maps(self):
+        """``.maps``: each variable is a struct whose members encode the definition."""
+        sec = self.elf.section(".maps")
+        if sec is None:
+            return
+        btf = self.obj.btf
+        if btf is None:
+            raise ObjectError("section .maps needs BTF to describe its maps; compile "
+                              "with clang -g")
+        ids = btf.find(".maps", "datasec")
+        if not ids:
+            raise ObjectError("section .maps has no DATASEC in the object's BTF")
+        offsets = {}
+        for v in btf.type(ids[0]).vars:
+            var = btf.type(v.type)
+            spec = self._btf_map(var.name, var.type)
+            self.obj.maps[var.name] = spec
+            sym = next((s for s in self.symbols if s.shndx == sec.index and
+                        s.name == var.name), None)
+            if sym is None:
+                raise ObjectError(f"map {var.name!r} is in .maps' BTF but has no symbol")
+            offsets[var.name] = sym.value
+        self.map_offsets = offsets
+
+    def _btf_map(self, name, type_id, inner=False):
+        btf = self.obj.btf
+        where = f"map {name!r}" + (" (inner map)" if inner else "")
+        t = btf.type(btf.resolve(type_id))
+        if not isinstance(t, T.Struct):
+            raise ObjectError(f"{where}: its BTF type is a {t.KIND.name}, not a struct of "
+                              f"__uint/__type/__array definitions")
+        spec = MapSpec(name, MapType.UNSPEC, 0, 0, 0, section=".maps")
+        for m in t.members:
+            kind = m.name
+            if kind in ("type", "max_entries", "map_flags", "numa_node", "pinning",
+                        "map_extra", "key_size", "value_size"):
+                value = self._uint_member(where, m)
+                if kind == "type":
+                    spec.type = _map_type(value, name)
+                elif kind == "map_flags":
+                    spec.flags = value
+                elif kind == "numa_node":
+                    spec.numa_node = value
+                else:
+                    setattr(spec, kind, value)
+            elif kind in ("key", "value"):
+                target = self._pointee(where, m)
+                size = btf.size_of(target)
+                setattr(spec, f"{kind}_size", size)
+                setattr(spec, f"btf_{kind}_type_id", target)
+            elif kind == "values":
+                arr = btf.type(btf.resolve(m.type))
+                if not isinstance(arr, T.Array):
+                    raise ObjectError(f"{where}: 'values' must be an array (__array)")
+                elem = btf.type(btf.resolve(arr.type))
+                if not isinstance(elem, T.Ptr):
+                    raise ObjectError(f"{where}: 'values' must be an array of pointers")
+                target = btf.type(btf.resolve(elem.type))
+                if isinstance(target, T.Struct):
+                    spec.inner = self._btf_map(name + ".inner", elem.type, inner=True)
+            else:
+                raise ObjectError(f"{where}: unknown map attribute {kind!r} (known: type, "
+                                  f"key, value, key_size, value_size, max_entries, "
+                                  f"map_flags, numa_node, pinning, map_extra, values)")
+        if spec.type == MapType.UNSPEC:
+            raise ObjectError(f"{where}: no map type (__uint(type, BPF_MAP_TYPE_...))")
+        if spec.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS):
+            if spec.inner is None:
+                raise ObjectError(f"{where}: a map-in-map needs __array(values, struct "
+                                  f"{{...}}) describing its inner maps")
+            spec.value_size = spec.value_size or 4
+        if spec.type in (MapType.PROG_ARRAY,):
+            spec.value_size = spec.value_size or 4
+        if spec.type in (MapType.PROG_ARRAY, MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS,
+                         MapType.PERF_EVENT_ARRAY):
+            spec.key_size = spec.key_size or 4
+            spec.value_size = spec.value_size or 4
+            spec.btf_key_type_id = spec.btf_value_type_id = 0
+        return spec
+
+    def _pointee(self, where, member):
+        btf = self.obj.btf
+        ptr = btf.type(btf.resolve(member.type))
+        if not isinstance(ptr, T.Ptr):
+            raise ObjectError(f"{where}: '{member.name}' must be a pointer (__type)")
+        return ptr.type
+
+    def _uint_member(self, where, member):
+        """__uint(name, N) is ``int (*name)[N]``: the array's length is the value."""
+        btf = self.obj.btf
+        ptr = btf.type(btf.resolve(member.type))
+        arr = btf.type(btf.resolve(ptr.type)) if isinstance(ptr, T.Ptr) else None
+        if not isinstance(arr, T.Array):
+            raise ObjectError(f"{where}: '{member.name}' must be declared with __uint()")
+        return arr.nelems
+
+    # -- externs ---------------------------------------------------------------
+
+    def _read_externs(self):
+        btf = self.obj.btf
+        for sym in self.symbols:
+            if sym.shndx != E.SHN_UNDEF or not sym.name or sym.bind not in (E.STB_GLOBAL,
+                                                                           E.STB_WEAK):
+                continue
+            section, type_id = self._extern_section(sym.name)
+            self.obj.externs[sym.name] = Extern(sym.name, section, sym.bind == E.STB_WEAK,
+                                                type_id)
+        kconfig = [e for e in self.obj.externs.values() if e.section == KCONFIG]
+        offset = 0
+        for ext in sorted(kconfig, key=lambda e: e.name):
+            ext.size = btf.size_of(ext.btf_type_id) if btf is not None else 8
+            align = min(8, ext.size) or 1
+            offset = (offset + align - 1) // align * align
+            ext.offset = offset
+            offset += ext.size
+        if kconfig:
+            self.obj.maps[KCONFIG] = MapSpec(
+                KCONFIG, MapType.ARRAY, 4, max(offset, 1), 1,
+                BPF_F_MMAPABLE | BPF_F_RDONLY_PROG, data=bytearray(max(offset, 1)),
+                section=KCONFIG)
+
+    def _extern_section(self, name):
+        """Which extern section the object's BTF files name under, and its type id."""
+        btf = self.obj.btf
+        if btf is None:
+            return KSYMS, 0
+        for sec_name in (KCONFIG, KSYMS):
+            for sec_id in btf.find(sec_name, "datasec"):
+                for v in btf.type(sec_id).vars:
+                    t = btf.type(v.type)
+                    if t.name == name:
+                        return sec_name, (t.type if isinstance(t, T.Var) else v.type)
+        ids = btf.find(name, "func")
+        return KSYMS, (ids[0] if ids else 0)
+
+    # -- relocations -------------------------------------------------------------
+
+    def _read_relocations(self):
+        obj, elf = self.obj, self.elf
+        by_index = {s.index: s for s in elf.sections}
+        for target_index, relos in elf.relocations().items():
+            target = by_index[target_index]
+            if target.name == ".maps":
+                self._map_init_values(relos)
+                continue
+            if target.name not in obj.code:
+                continue  # debug info and the like
+            for r in relos:
+                if r.type in (E.R_BPF_NONE, E.R_BPF_64_NODYLD32):
+                    continue
+                obj.relocs[target.name][r.offset // INSN] = self._code_reloc(target, r)
+
+    def _code_reloc(self, section, r):
+        where = f"relocation at {section.name}+{r.offset:#x}"
+        if r.offset % INSN or r.offset + INSN > section.size:
+            raise ObjectError(f"{where}: not at an instruction")
+        sym = r.symbol
+        if sym is None:
+            raise ObjectError(f"{where}: has no symbol")
+        code = self.obj.code[section.name]
+        slot = r.offset // INSN
+        opcode = code[r.offset]
+        imm = struct.unpack_from("<i" if self.elf.byteorder == "little" else ">i",
+                                 code, r.offset + 4)[0]
+        is_ld64 = opcode == LD_IMM64
+        is_call = opcode == CALL
+        if not (is_ld64 or is_call):
+            raise ObjectError(f"{where}: relocates a {opcode:#04x} instruction; only "
+                              f"ld_imm64 and call can be relocated")
+        if is_ld64 and r.offset + 2 * INSN > section.size:
+            raise ObjectError(f"{where}: ld_imm64 is cut off at the end of the section")
+        if sym.shndx == E.SHN_UNDEF:
+            ext = self.obj.externs.get(sym.name)
+            if ext is None:
+                raise ObjectError(f"{where}: refers to undefined symbol {sym.name!r}")
+            return Reloc(slot, "kfunc" if is_call else "extern_var", sym.name)
+        sec = self.elf.sections[sym.shndx]
+        if sec.name in self.obj.code:
+            # Code: a bpf-to-bpf call or the address of a callback function.
+            if is_call:
+                if (code[r.offset + 1] >> 4) != BPF_PSEUDO_CALL:
+                    raise ObjectError(f"{where}: a helper call cannot be relocated")
+                target_slot = sym.value // INSN + imm + 1
+                return Reloc(slot, "call", (sec.name, target_slot))
+            return Reloc(slot, "func", (sec.name, (sym.value + imm) // INSN))
+        if not is_ld64:
+            raise ObjectError(f"{where}: a call to non-code symbol {sym.name!r}")
+        if sec.name == ".maps":
+            name = self._symbol_name_at(sec, sym)
+            return Reloc(slot, "map", name)
+        if sec.name == "maps":
+            name = self._symbol_name_at(sec, sym)
+            return Reloc(slot, "map", name)
+        if sec.name in self.obj.maps and self.obj.maps[sec.name].is_data:
+            return Reloc(slot, "map_value", sec.name, sym.value + imm)
+        raise ObjectError(f"{where}: refers to {sym.name or sec.name!r} in section "
+                          f"{sec.name!r}, which is neither code, a map nor global data")
+
+    def _symbol_name_at(self, sec, sym):
+        """The named symbol for a reference that may use the section symbol."""
+        if sym.type != E.STT_SECTION and sym.name:
+            return sym.name
+        for s in self.symbols:
+            if s.shndx == sec.index and s.value == sym.value and s.name and \
+                    s.type != E.STT_SECTION:
+                return s.name
+        raise ObjectError(f"no map symbol at offset {sym.value} of section {sec.name!r}")
+
+    def _map_init_values(self, relos):
+        """``.values = { [i] = &prog_or_map }`` in .maps: 8-byte pointer slots after the
+        map struct's other members, each a relocation against the referenced symbol."""
+        obj = self.obj
+        btf = obj.btf
+        for r in relos:
+            owner = max(((off, n) for n, off in self.map_offsets.items() if off <= r.offset),
+                        default=None)
+            if owner is None or r.symbol is None:
+                raise ObjectError(f".maps relocation at {r.offset:#x} belongs to no map")
+            base, name = owner
+            spec = obj.maps[name]
+            var_type = btf.type(btf.find(name, "var")[0]).type
+            values = next(m for m in btf.members(var_type) if m.name == "values")
+            slot = (r.offset - base - values.bit_offset // 8) // 8
+            if slot < 0:
+                raise ObjectError(f"map {name!r}: initial value relocation before 'values'")
+            spec.init_values[slot] = r.symbol.name
+
+
+def _is_data_section(sec):
+    if not sec.size or sec.flags & E.SHF_EXECINSTR:
+        return False
+    if sec.type not in (E.SHT_PROGBITS, E.SHT_NOBITS):
+        return False
+    return any(sec.name == p or sec.name.startswith(p + ".") for p in DATA_PREFIXES)
+
+
+def _map_type(value, name):
+    try:
+        return MapType(value)
+    except ValueError:
+        raise ObjectError(f"map {name!r} has map type {value}, which pybpf's constants "
+                          f"(generated from the installed UAPI header) do not name") from None
+
+
+def iter_insns(code, byteorder):
+    """(slot, opcode, src_reg, imm) for each slot of a code section's bytes."""
+    order = "<" if byteorder == "little" else ">"
+    for slot in range(len(code) // INSN):
+        op, regs, _off, imm = struct.unpack_from(order + "BBhi", code, slot * INSN)
+        src = regs >> 4 if byteorder == "little" else regs & 0xF
+        yield slot, op, src, imm
+
