@@ -16,6 +16,7 @@ The object owns every map, program and BTF it created; ``close()`` (or ``with``)
 releases them all, also when loading fails halfway.
 """
 import dataclasses
+import errno
 import os
 import struct
 import time
@@ -111,6 +112,7 @@ class BpfObject:
         try:
             self._load_btf()
             self._fill_kconfig(kconfig or {})
+            self._resolve_ksyms()
             self._create_maps(pin_maps)
             self._relocate_core()
             wanted = programs if programs is not None else [
@@ -158,6 +160,9 @@ class BpfObject:
                 if ext.section == O.KCONFIG:
                     offsets[(O.KCONFIG, ext.name)] = ext.offset
         btf.fixup_datasecs(sizes, offsets)
+        for name in spec.hidden_functions:
+            for type_id in btf.find(name, "func"):
+                btf.replace(type_id, btf.type(type_id)._replace(linkage=T.FUNC_STATIC))
         try:
             self.btf = KernelBtf.load(btf.sanitize(probe_btf_features()))
         except BPFError as e:
@@ -226,22 +231,84 @@ class BpfObject:
         return m
 
     def _new_map(self, mspec, inner):
+        """Create the map exactly as the object defines it.
+
+        The kernel, not Map.create()'s argument checks, judges the definition (as with
+        libbpf): an object may define maps whose rules differ from the common ones
+        (local-storage maps want max_entries 0, bloom filters no key, STRUCT_OPS a
+        kernel value type). Map.from_fd() then wraps the fd in the usual class.
+        """
         kernel_name = self._kernel_map_name(mspec)
-        args = dict(key=self._codec_spec(mspec.btf_key_type_id, mspec.key_size),
-                    value=self._codec_spec(mspec.btf_value_type_id, mspec.value_size),
-                    key_size=mspec.key_size, value_size=mspec.value_size,
-                    max_entries=mspec.max_entries, flags=mspec.flags, name=kernel_name,
-                    inner_map=inner, numa_node=mspec.numa_node, map_extra=mspec.map_extra)
-        if self.btf is not None and (mspec.btf_value_type_id or mspec.btf_key_type_id):
+        key = self._codec_spec(mspec.btf_key_type_id, mspec.key_size)
+        if key is None and mspec.init_values and mspec.key_size == 4:
+            key = "I"  # .values slots are u32 indexes (keys of a hash of maps too)
+        value = self._codec_spec(mspec.btf_value_type_id, mspec.value_size)
+        value_size, vmlinux_value_id = mspec.value_size, 0
+        if mspec.struct_ops is not None:
+            value_size, vmlinux_value_id = self._struct_ops_value(mspec)
+        args = dict(key_size=mspec.key_size, value_size=value_size,
+                    max_entries=_max_entries(mspec), flags=mspec.flags, name=kernel_name,
+                    inner_map_fd=inner.fd if inner is not None else 0,
+                    numa_node=mspec.numa_node, map_extra=mspec.map_extra,
+                    hints={errno.EINVAL: f"the kernel refused map {mspec.name!r} as defined "
+                                         f"({mspec.type.name}, {_describe_args(mspec, value_size)})"})
+        fd = None
+        if self.btf is not None and (mspec.btf_value_type_id or mspec.btf_key_type_id or
+                                     vmlinux_value_id):
             try:
-                return Map.create(mspec.type, btf=self.btf, btf_key_type_id=mspec.btf_key_type_id,
-                                  btf_value_type_id=mspec.btf_value_type_id, **args)
-            except BPFError:
-                pass  # retried without type information, as libbpf does
-        try:
-            return Map.create(mspec.type, **args)
-        except (BPFError, ValueError) as e:
-            raise type(e)(*_with_context(e, f"map {mspec.name!r}")) from None
+                fd = kbpf.map_create(mspec.type, btf_fd=self.btf.fd,
+                                     btf_key_type_id=mspec.btf_key_type_id,
+                                     btf_value_type_id=mspec.btf_value_type_id,
+                                     btf_vmlinux_value_type_id=vmlinux_value_id, **args)
+            except BPFError as e:
+                if vmlinux_value_id:  # STRUCT_OPS maps exist only with BTF
+                    raise type(e)(*_with_context(e, f"map {mspec.name!r}")) from None
+                # otherwise retried without type information, as libbpf does
+        if fd is None:
+            try:
+                fd = kbpf.map_create(mspec.type, **args)
+            except BPFError as e:
+                raise type(e)(*_with_context(e, f"map {mspec.name!r}")) from None
+        return Map.from_fd(fd, key=key if mspec.key_size else None,
+                           value=value if mspec.value_size else None)
+
+    def _struct_ops_value(self, mspec):
+        """(value size, type id) of the kernel's ``struct bpf_struct_ops_<name>``, the
+        value a STRUCT_OPS map holds; refusing objects whose ops type this kernel
+        lacks or whose members it does not have (as libbpf does)."""
+        ops = mspec.struct_ops
+        if self.btf is None:
+            raise O.ObjectError(f"map {mspec.name!r}: STRUCT_OPS maps need the object's "
+                                f"BTF, which this kernel refused")
+        kbtf = self._target_btf()
+        wrapper = kbtf.find(f"bpf_struct_ops_{ops.type_name}", "struct")
+        kernel_type = kbtf.find(ops.type_name, "struct")
+        if not wrapper or not kernel_type:
+            raise O.ObjectError(f"map {mspec.name!r}: this kernel has no struct_ops type "
+                                f"'struct {ops.type_name}'")
+        kernel_members = {m.name for m in kbtf.members(kernel_type[0])}
+        for m in self.spec.btf.members(ops.type_id):
+            if m.name not in kernel_members and _nonzero_member(self.spec.btf, ops, m):
+                raise O.ObjectError(f"map {mspec.name!r}: struct {ops.type_name} has no "
+                                    f"member {m.name!r} in this kernel")
+        return kbtf.size_of(wrapper[0]), wrapper[0]
+
+    def _struct_ops_target(self, pspec):
+        """(attach_btf_id, member index) for a struct_ops program: the kernel's ops
+        struct and which of its function pointers the program implements."""
+        for mspec in self.spec.maps.values():
+            ops = mspec.struct_ops
+            member = next((m for m, p in (ops.programs.items() if ops else ())
+                           if p == pspec.name), None)
+            if member is None:
+                continue
+            kbtf = self._target_btf()
+            type_id = kbtf.find(ops.type_name, "struct")[0]
+            names = [m.name for m in kbtf.members(type_id)]
+            return type_id, names.index(member)
+        raise O.ObjectError(f"program {pspec.name!r} (section {pspec.section_def.section!r}) "
+                            f"is in no .struct_ops variable, so nothing says which kernel "
+                            f"ops member it implements")
 
     def _codec_spec(self, type_id, size):
         """A struct format for integer keys/values (so m[1] works), else raw bytes."""
@@ -281,16 +348,19 @@ class BpfObject:
         if ext is None or not any(ext.core_relos.values()):
             return
         from .btf import core
-        target = self._target_btf()
+        # One cache for every section: each local type's kernel candidates are found
+        # once, and narrowing by earlier relocations carries over (libbpf's rule).
+        cache = core.CoreCache(self._target_btf())
         for section, relos in ext.core_relos.items():
             if section not in self.spec.code or not relos:
                 continue
-            code, notes = core.relocate_section(
-                bytes(self.spec.code[section]), relos, self.spec.btf, target,
+            code, results = core.relocate_section(
+                bytes(self.spec.code[section]), relos, self.spec.btf, cache,
                 section=section)
             self.spec.code[section][:] = code
-            for slot, note in notes.items():
-                self.core_notes[(section, slot)] = note
+            for res in results:
+                if res.poisoned:
+                    self.core_notes[(section, res.slot)] = res.message
 
     # -- programs ------------------------------------------------------------------
 
@@ -301,6 +371,9 @@ class BpfObject:
         flags = (BPF_F_SLEEPABLE if sd.flags & S.SLEEPABLE else 0) | \
                 (BPF_F_XDP_HAS_FRAGS if sd.flags & S.XDP_FRAGS else 0)
         attach_btf_id = self._attach_btf_id(pspec)
+        expected_attach_type = sd.expected_attach_type
+        if sd.prog_type == ProgType.STRUCT_OPS:
+            attach_btf_id, expected_attach_type = self._struct_ops_target(pspec)
         kern_version = self.spec.kern_version
         if kern_version is None and sd.prog_type == ProgType.KPROBE:
             kern_version = system.kernel_version_code()
@@ -311,7 +384,7 @@ class BpfObject:
         try:
             prog = Program.load(
                 sd.prog_type, insns, self.spec.license or "", name=pspec.name,
-                expected_attach_type=sd.expected_attach_type, kern_version=kern_version or 0,
+                expected_attach_type=expected_attach_type, kern_version=kern_version or 0,
                 flags=flags, log_level=log_level, attach_btf_id=attach_btf_id,
                 btf=self.btf if func_info else None, func_info=func_info,
                 line_info=line_info)
@@ -391,27 +464,72 @@ class BpfObject:
                     self._relocate_extern(image, at, r)
         return bytes(image)
 
+    def _resolve_ksyms(self):
+        """Look every extern up in the kernel before anything is loaded.
+
+        As libbpf does, so both accept the same objects: an object whose strong
+        (non-__weak) extern this kernel lacks fails to load even when only programs
+        that are not loaded (SEC("?...")) use it. Results go to ``self._ksyms``:
+        name -> ("func"|"var", BTF id) or ("addr", address) or None (weak, missing).
+        """
+        self._ksyms = {}
+        externs = self.spec.externs.values()
+        undeclared = sorted(e.name for e in externs if not e.section)
+        if undeclared:
+            raise O.ObjectError(
+                f"extern {', '.join(map(repr, undeclared))} is declared neither __ksym nor "
+                f"__kconfig: it is defined by another BPF object; link the objects into one "
+                f"first (bpftool gen object OUT.o A.o B.o)")
+        typeless = []
+        for ext in (e for e in externs if e.section == O.KSYMS):
+            kind = self._ksym_kind(ext)
+            if kind is None:
+                typeless.append(ext)
+                continue
+            ids = self._target_btf().find(ext.name, kind)
+            self._ksyms[ext.name] = (kind, ids[0]) if ids else None
+            if not ids and not ext.weak:
+                raise O.ObjectError(f"extern {kind} {ext.name!r} (.ksyms) is not in the "
+                                    f"kernel's BTF; declare it __weak to make it optional")
+        if typeless:
+            found = _kallsyms_addresses(e.name for e in typeless)
+            for ext in typeless:
+                addr = found.get(ext.name)
+                self._ksyms[ext.name] = ("addr", addr) if addr else None
+                if not addr and not ext.weak:
+                    raise O.ObjectError(
+                        f"extern {ext.name!r} (typeless __ksym) is not in /proc/kallsyms "
+                        f"(or kallsyms hides addresses: kptr_restrict); declare it __weak "
+                        f"to make it optional")
+
+    def _ksym_kind(self, ext):
+        """"func" or "var" for a typed ksym, None for a typeless one (``extern const
+        void sym __ksym``: only its address, found in kallsyms, is wanted)."""
+        btf = self.spec.btf
+        if btf is None or not ext.btf_type_id:
+            return "var" if btf is not None else "func"
+        if isinstance(btf.type(ext.btf_type_id), T.Func):
+            return "func"
+        return "var" if btf.resolve(ext.btf_type_id) else None
+
     def _relocate_extern(self, image, at, r):
         ext = self.spec.externs[r.target]
         if ext.section == O.KCONFIG:
             _set_ld_imm64(image, at, BPF_PSEUDO_MAP_VALUE, self.maps[O.KCONFIG].fd, ext.offset)
             return
-        kind = "func" if r.kind == "kfunc" else "var"
-        btf = self._target_btf()
-        ids = btf.find(ext.name, kind)
-        if not ids:
-            if not ext.weak:
-                raise O.ObjectError(f"extern {kind} {ext.name!r} (.ksyms) is not in the "
-                                    f"kernel's BTF; declare it __weak to make it optional")
-            if r.kind == "kfunc":
+        found = self._ksyms.get(ext.name)
+        if r.kind == "kfunc":
+            if found is None or found[0] != "func":
                 struct.pack_into("<BBhi", image, at, O.CALL, 0, 0, POISON_HELPER)
             else:
-                _set_ld_imm64(image, at, 0, 0, 0)
-            return
-        if r.kind == "kfunc":
-            struct.pack_into("<BBhi", image, at, O.CALL, BPF_PSEUDO_KFUNC_CALL << 4, 0, ids[0])
+                struct.pack_into("<BBhi", image, at, O.CALL, BPF_PSEUDO_KFUNC_CALL << 4, 0,
+                                 found[1])
+        elif found is None:
+            _set_ld_imm64(image, at, 0, 0, 0)   # a missing weak ksym reads as NULL
+        elif found[0] == "addr":
+            _set_ld_imm64(image, at, 0, found[1] & 0xFFFFFFFF, found[1] >> 32)
         else:
-            _set_ld_imm64(image, at, BPF_PSEUDO_BTF_ID, ids[0], 0)
+            _set_ld_imm64(image, at, BPF_PSEUDO_BTF_ID, found[1], 0)
 
     def _attach_btf_id(self, pspec):
         target = pspec.section_def.btf_target()
@@ -579,6 +697,53 @@ def _kconfig_bytes(ext, value, btf):
                                    signed=int(value) < 0)
     except OverflowError:
         raise O.ObjectError(f"{ext.name}={value} does not fit in {ext.size} bytes") from None
+
+
+def _max_entries(mspec):
+    """max_entries as libbpf would create the map: a ring buffer's size rounded up to
+    a power-of-2 number of pages (the kernel takes nothing else), and a perf event
+    array without a size gets one slot per possible CPU."""
+    n = mspec.max_entries
+    if mspec.type in (MapType.RINGBUF, MapType.USER_RINGBUF) and n:
+        page = system.page_size()
+        pages = 1
+        while pages * page < n:
+            pages *= 2
+        return pages * page
+    if mspec.type == MapType.PERF_EVENT_ARRAY and not n:
+        return system.possible_cpus()
+    return n
+
+
+def _describe_args(mspec, value_size):
+    return (f"key_size={mspec.key_size}, value_size={value_size}, "
+            f"max_entries={mspec.max_entries}, flags={mspec.flags:#x}")
+
+
+def _nonzero_member(btf, ops, member):
+    """Whether the object sets member (a program or non-zero bytes): a member the
+    kernel's type lacks is an error only then."""
+    if member.name in ops.programs:
+        return True
+    start = member.bit_offset // 8
+    return any(ops.data[start:start + btf.size_of(member.type)])
+
+
+def _kallsyms_addresses(names):
+    """{name: address} of names in /proc/kallsyms (for typeless __ksym externs).
+
+    Reading /proc belongs in pybpf.kernel.system; it is here until system grows a
+    function returning addresses (system.kallsyms_types() returns only types)."""
+    wanted, found = set(names), {}
+    try:
+        with open("/proc/kallsyms") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 3 and fields[2] in wanted and fields[2] not in found:
+                    found[fields[2]] = int(fields[0], 16)
+    except OSError:
+        return {}
+    return found
 
 
 def _set_ld_imm64(image, at, src, lo, hi):

@@ -32,6 +32,9 @@ LIBBPF_PIN_BY_NAME = 1
 DATA_PREFIXES = (".data", ".rodata", ".bss")
 KCONFIG = ".kconfig"
 KSYMS = ".ksyms"
+STRUCT_OPS = ".struct_ops"
+# Map "pinning" values libbpf defines; any other value is an error there too.
+PIN_NONE = 0
 
 
 class ObjectError(ValueError):
@@ -57,6 +60,7 @@ class MapSpec:
     init_values: Dict[int, str] = dataclasses.field(default_factory=dict)
     data: Optional[bytearray] = None   # initial value of a global data map
     section: str = ""                  # where it was defined (".maps", ".rodata", ...)
+    struct_ops: Optional["StructOps"] = None  # for STRUCT_OPS maps
 
     @property
     def is_data(self):
@@ -100,10 +104,27 @@ class ProgramSpec:
 
 
 @dataclasses.dataclass
+class StructOps:
+    """A ``SEC(".struct_ops")`` variable: a table of a kernel ops type (e.g. struct
+    tcp_congestion_ops) filled with the object's programs. It becomes a STRUCT_OPS map
+    whose value type is the kernel's, so sizes and the layout come from the kernel's
+    BTF at load; here is only what the object says."""
+    type_name: str                     # the kernel struct it implements
+    type_id: int                       # that struct in the object's BTF
+    data: bytes                        # the variable's initial bytes
+    # member name -> program name, for the function pointers the object set
+    programs: Dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
 class Extern:
-    """An ``extern`` the loader must resolve: a kconfig value or a kernel symbol."""
+    """An ``extern`` the loader must resolve: a kconfig value or a kernel symbol.
+
+    ``section`` is "" for an extern the object's BTF declares neither ``__kconfig``
+    nor ``__ksym``: a symbol another object defines, which only static linking
+    (``bpftool gen object``) can supply, so loading such an object fails."""
     name: str
-    section: str          # .kconfig or .ksyms
+    section: str          # .kconfig, .ksyms, or "" (see above)
     weak: bool
     btf_type_id: int      # the VAR/FUNC in the object's BTF (0 without BTF)
     size: int = 0
@@ -136,6 +157,9 @@ class ObjectFile:
         self.code: Dict[str, bytearray] = {}
         self.relocs: Dict[str, Dict[int, Reloc]] = {}
         self.functions: Dict[str, List[Function]] = {}
+        # Global subprograms with hidden visibility (__hidden): the loader marks them
+        # static in the BTF it loads (see _read_code).
+        self.hidden_functions: List[str] = []
         self.btf: Optional[Btf] = None
         self.btf_ext: Optional[BtfExt] = None
         # What BTF DATASECs need from the ELF (clang leaves their sizes at 0).
@@ -198,6 +222,7 @@ class _Parser:
         self._read_data_maps()
         self._read_legacy_maps()
         self._read_btf_maps()
+        self._read_struct_ops()
         self._read_externs()
         self._read_relocations()
         self._read_datasec_layout()
@@ -205,7 +230,8 @@ class _Parser:
 
     def _read_datasec_layout(self):
         obj = self.obj
-        wanted = set(obj.maps) | {".maps", "license", "maps"}
+        wanted = set(obj.maps) | {".maps", "license", "maps"} | {
+            sec.name for sec in self.elf.sections if _is_struct_ops(sec.name)}
         for sec in self.elf.sections:
             if sec.name in wanted:
                 obj.section_sizes[sec.name] = sec.size
@@ -256,6 +282,14 @@ class _Parser:
                 fn = Function(sym.name, sec.name, sym.value // INSN,
                               (sym.value + sym.size) // INSN)
                 obj.functions[sec.name].append(fn)
+                if sec.name == ".text" and sym.bind != E.STB_LOCAL and \
+                        sym.visibility in (E.STV_HIDDEN, E.STV_INTERNAL):
+                    # The verifier checks a global function once, on its own, trusting
+                    # only its BTF signature; a static one is checked in each caller's
+                    # context. A hidden function cannot be called from outside the
+                    # object, so (as libbpf does) it is verified like a static one:
+                    # helpers such as usdt.bpf.h's bpf_usdt_arg() verify only that way.
+                    obj.hidden_functions.append(sym.name)
                 if sec.name != ".text":
                     if sym.name in obj.programs:
                         raise ObjectError(f"two programs are called {sym.name!r}")
@@ -383,6 +417,9 @@ class _Parser:
                                   f"map_flags, numa_node, pinning, map_extra, values)")
         if spec.type == MapType.UNSPEC:
             raise ObjectError(f"{where}: no map type (__uint(type, BPF_MAP_TYPE_...))")
+        if spec.pinning not in (PIN_NONE, LIBBPF_PIN_BY_NAME):
+            raise ObjectError(f"{where}: pinning {spec.pinning} is not a pinning mode (0: "
+                              f"none, {LIBBPF_PIN_BY_NAME}: LIBBPF_PIN_BY_NAME)")
         if spec.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS):
             if spec.inner is None:
                 raise ObjectError(f"{where}: a map-in-map needs __array(values, struct "
@@ -412,6 +449,62 @@ class _Parser:
         if not isinstance(arr, T.Array):
             raise ObjectError(f"{where}: '{member.name}' must be declared with __uint()")
         return arr.nelems
+
+    def _read_struct_ops(self):
+        """``.struct_ops`` variables: one STRUCT_OPS map each (programs are bound to
+        their members by the section's relocations, see _struct_ops_relocs)."""
+        self.struct_ops_offsets = {}
+        for sec in self.elf.sections:
+            if not _is_struct_ops(sec.name) or not sec.size:
+                continue
+            btf = self.obj.btf
+            ids = btf.find(sec.name, "datasec") if btf is not None else []
+            if not ids:
+                raise ObjectError(f"section {sec.name} needs BTF describing its variables; "
+                                  f"compile with clang -g")
+            data = sec.data if sec.type != E.SHT_NOBITS else bytes(sec.size)
+            for v in btf.type(ids[0]).vars:
+                var = btf.type(v.type)
+                local = btf.resolve(var.type)
+                t = btf.type(local)
+                if not isinstance(t, T.Struct) or not t.name:
+                    raise ObjectError(f"{sec.name} variable {var.name!r} is not a named "
+                                      f"struct (it must be a kernel ops struct)")
+                sym = next((s for s in self.symbols if s.shndx == sec.index and
+                            s.name == var.name), None)
+                if sym is None or sym.value + t.size > sec.size:
+                    raise ObjectError(f"{sec.name} variable {var.name!r} has no symbol or "
+                                      f"lies outside its section")
+                self.obj.maps[var.name] = MapSpec(
+                    var.name, MapType.STRUCT_OPS, 4, 0, 1, section=sec.name,
+                    struct_ops=StructOps(t.name, local,
+                                         bytes(data[sym.value:sym.value + t.size])))
+                self.struct_ops_offsets.setdefault(sec.name, {})[var.name] = sym.value
+
+    def _struct_ops_relocs(self, section, relos):
+        """Each relocation in .struct_ops stores a program's address into a function
+        pointer member: that program implements that member."""
+        obj, btf = self.obj, self.obj.btf
+        owners = self.struct_ops_offsets.get(section.name, {})
+        for r in relos:
+            owner = max(((off, n) for n, off in owners.items() if off <= r.offset),
+                        default=None)
+            sym = r.symbol
+            if owner is None or sym is None:
+                raise ObjectError(f"{section.name} relocation at {r.offset:#x} belongs to "
+                                  f"no variable")
+            base, name = owner
+            ops = obj.maps[name].struct_ops
+            member = next((m for m in btf.members(ops.type_id)
+                           if m.bit_offset == (r.offset - base) * 8), None)
+            prog = next((p for p in obj.programs.values()
+                         if p.section == sym.section_name and
+                         p.function.start * INSN == sym.value), None)
+            if member is None or prog is None:
+                raise ObjectError(f"{section.name}: {name}+{r.offset - base:#x} must point "
+                                  f"a member of struct {ops.type_name} at a SEC(\"struct_ops/"
+                                  f"...\") program, not at {sym.name!r}")
+            ops.programs[member.name] = prog.name
 
     # -- externs ---------------------------------------------------------------
 
@@ -449,8 +542,9 @@ class _Parser:
                     t = btf.type(v.type)
                     if t.name == name:
                         return sec_name, (t.type if isinstance(t, T.Var) else v.type)
+        # Not declared __ksym/__kconfig: defined by another object (see Extern).
         ids = btf.find(name, "func")
-        return KSYMS, (ids[0] if ids else 0)
+        return "", (ids[0] if ids else 0)
 
     # -- relocations -------------------------------------------------------------
 
@@ -461,6 +555,9 @@ class _Parser:
             target = by_index[target_index]
             if target.name == ".maps":
                 self._map_init_values(relos)
+                continue
+            if _is_struct_ops(target.name):
+                self._struct_ops_relocs(target, relos)
                 continue
             if target.name not in obj.code:
                 continue  # debug info and the like
@@ -543,6 +640,10 @@ class _Parser:
             if slot < 0:
                 raise ObjectError(f"map {name!r}: initial value relocation before 'values'")
             spec.init_values[slot] = r.symbol.name
+
+
+def _is_struct_ops(name):
+    return name == STRUCT_OPS or name.startswith(STRUCT_OPS + ".")
 
 
 def _is_data_section(sec):

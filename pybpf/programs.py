@@ -14,6 +14,10 @@ from .kernel.constants import AttachType, Cmd, ProgType, StatsType
 # BPF_PROG_TEST_RUN output room for packet programs beyond the input's length: XDP and
 # tc programs may grow the packet (bpf_xdp_adjust_head/tail).
 _PACKET_GROWTH = 4096
+# Program types whose BPF_PROG_TEST_RUN takes only a context (and copies it back in
+# place for syscall programs): any repeat, data or ctx_out is EINVAL.
+_CTX_ONLY_TEST_RUN = (ProgType.RAW_TRACEPOINT, ProgType.RAW_TRACEPOINT_WRITABLE,
+                      ProgType.SYSCALL, ProgType.TRACING)
 
 
 def prog_type_of(value):
@@ -163,18 +167,22 @@ class Program(Pinnable):
         return buf.raw[:info.xlated_prog_len]
 
     def test_run(self, data=b"", *, ctx=None, data_out_size=None, ctx_out_size=None,
-                 repeat=1, flags=0, cpu=0):
+                 repeat=None, flags=0, cpu=0):
         """Run the program once (or ``repeat`` times) in the kernel on data/ctx.
 
         Returns TestRun(retval, duration_ns, data, ctx) with the possibly modified
-        packet and context.
+        packet and context. Raw tracepoint and syscall programs run once on ctx only:
+        the kernel refuses repeat, data and ctx_out for them, so those default to off.
         """
         data = bytes(data)
         ctx = None if ctx is None else bytes(ctx)
+        ctx_only = self.type in _CTX_ONLY_TEST_RUN
+        if repeat is None:
+            repeat = 0 if ctx_only else 1
         if data_out_size is None:
             data_out_size = len(data) + _PACKET_GROWTH if data else 0
         if ctx_out_size is None:
-            ctx_out_size = len(ctx) if ctx else 0
+            ctx_out_size = len(ctx) if ctx and not ctx_only else 0
         retval, duration, out, ctx_out = kbpf.prog_test_run(
             self.fd, data or None, data_out_size, ctx, ctx_out_size, repeat, flags, cpu)
         return TestRun(retval, duration, out, ctx_out)

@@ -26,7 +26,7 @@ def build(clang, tmp_path_factory):
         key = (name, target)
         if key not in built:
             obj = out / f"{name}.{target}.o"
-            subprocess.run([clang, "-O2", "-g", f"-target", target, "-c",
+            subprocess.run([clang, "-O2", "-g", "-target", target, "-c",
                             os.path.join(PROGS, f"{name}.bpf.c"), "-o", str(obj),
                             "-I/usr/include/x86_64-linux-gnu"], check=True)
             built[key] = str(obj)

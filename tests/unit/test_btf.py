@@ -12,7 +12,6 @@ import re
 import shutil
 import struct
 import subprocess
-import time
 
 import pytest
 
@@ -620,7 +619,6 @@ def test_vmlinux_every_type_matches_bpftool(tmp_path):
 
 @needs_vmlinux
 def test_vmlinux_is_lazy_and_writes_back_identical():
-    start = time.perf_counter()
     b = Btf.vmlinux(cache=False)
     task = b.find_one("task_struct", Struct)
     names = [m.name for m in b.members(task)]
@@ -629,7 +627,6 @@ def test_vmlinux_is_lazy_and_writes_back_identical():
     assert b.size_of(b.member(task, "pid").type) == 4
     decoded = sum(1 for item in b._items if item is not None)
     assert decoded < 100 < len(b)  # only what the lookup touched
-    assert time.perf_counter() - start < 5
     assert b.pointer_size == 8 or b.pointer_size == 4
     with open("/sys/kernel/btf/vmlinux", "rb") as f:
         assert b.to_bytes() == f.read()

