@@ -193,6 +193,13 @@ class BpfMapInfo(_Attr):
     ]
 
 
+class BpfLinkInfo(_Attr):
+    """struct bpf_link_info; the per-link-type union is raw words (``extra``), read by
+    pybpf.links according to ``type``."""
+    _fields_ = [("type", u32), ("id", u32), ("prog_id", u32), ("_pad0", u32),
+                ("extra", u64 * 4)]
+
+
 class BpfBtfInfo(_Attr):
     _fields_ = [
         ("btf", u64), ("btf_size", u32), ("id", u32), ("name", u64),
@@ -220,7 +227,7 @@ C_LAYOUTS = {
     IterCreateAttr: "union bpf_attr.iter_create",
     ProgBindMapAttr: "union bpf_attr.prog_bind_map",
     BpfProgInfo: "struct bpf_prog_info", BpfMapInfo: "struct bpf_map_info",
-    BpfBtfInfo: "struct bpf_btf_info",
+    BpfBtfInfo: "struct bpf_btf_info", BpfLinkInfo: "struct bpf_link_info",
 }
 
 __all__ = [name for name, obj in list(globals().items())

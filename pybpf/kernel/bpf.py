@@ -13,7 +13,7 @@ import threading
 from ..errors import ENOTSUPP, BPFError
 from . import attr as A
 from . import system
-from .constants import BPF_F_NUMA_NODE, BPF_OBJ_NAME_LEN, Cmd
+from .constants import BPF_F_NUMA_NODE, BPF_F_REPLACE, BPF_OBJ_NAME_LEN, Cmd
 from .syscall import NR_BPF, bpf, bpf_call, bpf_errno, bpf_failed, make_error
 
 LOG_BUF_START = 64 * 1024
@@ -259,7 +259,8 @@ def obj_get(path, file_flags=0):
         errno.EINVAL: f"{path} is not a pinned BPF object (is it on a bpffs mount?)"})
 
 
-_INFO_STRUCTS = {"prog": A.BpfProgInfo, "map": A.BpfMapInfo, "btf": A.BpfBtfInfo}
+_INFO_STRUCTS = {"prog": A.BpfProgInfo, "map": A.BpfMapInfo, "btf": A.BpfBtfInfo,
+                 "link": A.BpfLinkInfo}
 
 
 def obj_get_info(fd, kind, **arrays):
@@ -302,7 +303,8 @@ def unlink(path):
 
 
 def object_kind(fd):
-    """"map", "prog", "link", "btf" or None: which BPF object an fd refers to."""
+    """"map", "prog", "link" or None: which BPF object an fd refers to (fdinfo tells
+    these three apart; a BTF fd and non-BPF fds give None)."""
     info = system.fdinfo(fd)
     for key, kind in (("map_type", "map"), ("prog_type", "prog"), ("link_type", "link")):
         if key in info:
@@ -378,3 +380,57 @@ def btf_info(fd, with_data=False):
     info = obj_get_info(fd, "btf", name=(name, "name_len", len(name)),
                         btf=(data, "btf_size", info.btf_size))
     return info, name.value.decode(), data.raw[:info.btf_size]
+
+
+# ---- links and attachment -----------------------------------------------------
+
+def link_create(prog_fd, target_fd, attach_type, flags=0, extra=(), hints=None):
+    """BPF_LINK_CREATE; ``extra`` fills the per-attach-type union as u64 words (e.g.
+    (bpf_cookie,) for perf events, (target_btf_id,) for tracing). Returns the link fd."""
+    attr = A.LinkCreateAttr(prog_fd=prog_fd, target_fd=target_fd, attach_type=attach_type,
+                            flags=flags)
+    for i, word in enumerate(extra):
+        attr.extra[i] = word
+    return bpf(Cmd.LINK_CREATE, attr, hints)
+
+
+def link_update(link_fd, new_prog_fd, old_prog_fd=0, flags=0):
+    attr = A.LinkUpdateAttr(link_fd=link_fd, new_prog_fd=new_prog_fd,
+                            old_prog_fd=old_prog_fd,
+                            flags=flags | (BPF_F_REPLACE if old_prog_fd else 0))
+    bpf(Cmd.LINK_UPDATE, attr)
+
+
+def link_detach(link_fd):
+    """Detach the link's program now, even while other fds or a pin keep the link."""
+    bpf(Cmd.LINK_DETACH, A.LinkDetachAttr(link_fd=link_fd))
+
+
+def raw_tracepoint_open(name, prog_fd):
+    """BPF_RAW_TRACEPOINT_OPEN: attach to raw tracepoint name; returns the link fd."""
+    raw = name.encode() + b"\0" if name is not None else None
+    return bpf(Cmd.RAW_TRACEPOINT_OPEN,
+               A.RawTracepointAttr(name=address(raw), prog_fd=prog_fd),
+               {errno.ENOENT: f"there is no raw tracepoint {name!r} in this kernel "
+                              f"(see /sys/kernel/tracing/available_events)"})
+
+
+def prog_attach(target_fd, prog_fd, attach_type, flags=0, replace_fd=0):
+    """BPF_PROG_ATTACH: the pre-link way to attach (cgroups, sockmaps, flow dissector)."""
+    bpf(Cmd.PROG_ATTACH, A.ProgAttachAttr(target_fd=target_fd, attach_bpf_fd=prog_fd,
+                                          attach_type=attach_type, attach_flags=flags,
+                                          replace_bpf_fd=replace_fd))
+
+
+def prog_detach(target_fd, prog_fd, attach_type):
+    bpf(Cmd.PROG_DETACH, A.ProgAttachAttr(target_fd=target_fd, attach_bpf_fd=prog_fd,
+                                          attach_type=attach_type))
+
+
+def prog_query(target_fd, attach_type, max_progs=64):
+    """BPF_PROG_QUERY: (attach_flags, [prog ids]) attached to target_fd."""
+    ids = (ctypes.c_uint32 * max_progs)()
+    attr = A.ProgQueryAttr(target_fd=target_fd, attach_type=attach_type,
+                           prog_ids=ctypes.addressof(ids), prog_cnt=max_progs)
+    bpf(Cmd.PROG_QUERY, attr)
+    return attr.attach_flags, list(ids[:attr.prog_cnt])

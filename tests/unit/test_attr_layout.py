@@ -24,7 +24,8 @@ SETUP_HINT = ("run the test set-up first: `bash tools/run-tests` installs gcc, l
 # ctypes fields standing for a whole C union, named by the union's first member. The
 # kernel's union in link_create has per-attach-type alternatives (target_btf_id,
 # iter_info, perf_event, kprobe_multi, tracing); pybpf passes it as raw words.
-OVERLAYS = {("LinkCreateAttr", "extra"): "target_btf_id"}
+OVERLAYS = {("LinkCreateAttr", "extra"): "target_btf_id",
+            ("BpfLinkInfo", "extra"): "raw_tracepoint"}
 
 
 # ---- reading field names from the header ---------------------------------------
