@@ -58,7 +58,28 @@ class FdObject:
 
 
 class Pinnable(FdObject):
-    """An object that can outlive its fd by being pinned in a bpffs directory."""
+    """A kernel BPF object (map, program, link): it has a kernel id, reports info(),
+    and can outlive its fd by being pinned in a bpffs directory."""
+
+    _id = None
+
+    @property
+    def id(self):
+        """The kernel's id for this object (what bpftool and ``pybpf ... list`` show)."""
+        if self._id is None:
+            self._id = self.info().id
+        return self._id
+
+    @staticmethod
+    def _open_pin(path, kind, noun, file_flags=0):
+        """The fd of the object pinned at path, refusing one of another kind (a
+        pinned program opened as a map) with a message naming both."""
+        fd = kbpf.obj_get(path, file_flags)
+        found = kbpf.object_kind(fd)
+        if found != kind:
+            kbpf.close(fd)
+            raise ValueError(f"{path} is a pinned {found or 'object'}, not a {noun}")
+        return fd
 
     def pin(self, path):
         """Pin at path (on a bpffs mount); the object stays loaded until unpinned."""

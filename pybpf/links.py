@@ -72,19 +72,10 @@ class BpfLink(Link, Pinnable):
     def info(self):
         return link_info(self.fd)
 
-    @property
-    def id(self):
-        return self.info().id
-
     @classmethod
     def from_pin(cls, path):
         """Reopen a pinned link (e.g. to detach it from another process)."""
-        fd = kbpf.obj_get(path)
-        kind = kbpf.object_kind(fd)
-        if kind != "link":
-            kbpf.close(fd)
-            raise ValueError(f"{path} is a pinned {kind or 'object'}, not a link")
-        return cls(fd, description=f"pinned at {path}")
+        return cls(cls._open_pin(path, "link", "link"), description=f"pinned at {path}")
 
     @classmethod
     def from_id(cls, link_id):

@@ -88,7 +88,6 @@ class Map(Pinnable):
         self._key = _codec.make_codec(key, key_size, "key") if key_size else None
         self._value = self._value_codec(_codec.make_codec(value, value_size, "value"))
         self._ops = kbpf.ElemOps(fd, key_size, self._value.size)
-        self._id = None
         # Own the fd only once nothing above can fail: the callers close it when
         # __init__ raises, and a half-built owner would close it again when collected,
         # by then perhaps someone else's fd.
@@ -149,11 +148,7 @@ class Map(Pinnable):
 
     @classmethod
     def from_pin(cls, path, key=None, value=None, readonly=False):
-        fd = kbpf.obj_get(path, BPF_F_RDONLY if readonly else 0)
-        kind = kbpf.object_kind(fd)
-        if kind != "map":
-            kbpf.close(fd)
-            raise ValueError(f"{path} is a pinned {kind or 'object'}, not a map")
+        fd = cls._open_pin(path, "map", "map", BPF_F_RDONLY if readonly else 0)
         return cls.from_fd(fd, key, value)
 
     @classmethod
@@ -164,12 +159,6 @@ class Map(Pinnable):
         return inner
 
     # -- facts -----------------------------------------------------------------
-
-    @property
-    def id(self):
-        if self._id is None:
-            self._id = self.info().id
-        return self._id
 
     def info(self):
         return _map_info(self.fd)

@@ -93,7 +93,6 @@ class Program(Pinnable):
         super().__init__(fd)
         self.type, self.name = prog_type, name
         self.verifier_log = log  # set when loaded with log_level > 0
-        self._id = None
 
     @classmethod
     def load(cls, prog_type, insns, license="GPL", *, name="", expected_attach_type=None,
@@ -139,22 +138,11 @@ class Program(Pinnable):
 
     @classmethod
     def from_pin(cls, path):
-        fd = kbpf.obj_get(path)
-        kind = kbpf.object_kind(fd)
-        if kind != "prog":
-            kbpf.close(fd)
-            raise ValueError(f"{path} is a pinned {kind or 'object'}, not a program")
-        return cls.from_fd(fd)
+        return cls.from_fd(cls._open_pin(path, "prog", "program"))
 
     @classmethod
     def from_id(cls, prog_id):
         return cls.from_fd(kbpf.fd_by_id(Cmd.PROG_GET_FD_BY_ID, prog_id))
-
-    @property
-    def id(self):
-        if self._id is None:
-            self._id = self.info().id
-        return self._id
 
     def info(self):
         return _prog_info(self.fd)
