@@ -12,7 +12,7 @@ import sys
 
 from ..errors import BPFError
 
-COMMANDS = ["probe", "objects", "load"]
+COMMANDS = ["probe", "objects", "load", "run", "links"]
 
 
 def main(argv=None):

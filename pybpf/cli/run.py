@@ -1,0 +1,415 @@
+"""``python -m pybpf run OBJ.o [options] [-- CMD ARGS...]``: load, attach, run, report.
+
+Loads every program and map of a clang-built object, attaches each program where its
+section name says (``SEC("xdp")`` to --iface, ``SEC("cgroup/...")`` to --cgroup,
+``SEC("tracepoint/...")`` to that tracepoint, ...), keeps them attached while CMD runs
+(or for --duration seconds, or until Ctrl-C or SIGTERM), then detaches them and prints
+what every map holds. Programs stored in a program array are tail-call targets and
+are not attached themselves.
+
+Exit status: CMD's when a command ran (128+N when signal N ended it), else 0; 1 when
+loading, attaching or starting the command failed.
+"""
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from ..errors import BPFError
+from ..fd import unpin
+from ..kernel.constants import MapType, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE
+from ..loader import BpfObject
+from ..maps import KeyedMap, PerfEventArrayMap
+from ..objfile import ObjectError
+from . import emit_json
+
+_XDP_MODES = {"auto": 0, "native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}
+_TAIL_CALL = re.compile(r"^([\w.]+)\[(\d+)\]=(\w+)$")
+_KILL_AFTER = 5.0  # seconds a command gets to exit after SIGTERM before SIGKILL
+_POLL = 0.05  # seconds between looks at the command and the signals
+_EPILOG = """\
+JSON output (--json): {"object", "programs": [{"name", "section", "id", "attached"}],
+"command": {"argv", "pid", "exit_status"} or null, "seconds", "maps": {MAP: [{"key",
+"value"}, ...]} }. Keys and values are numbers where the map's BTF says they are
+integers, else hex strings of their bytes; per-CPU values are lists, one per CPU;
+program and map arrays hold ids. Global data (.bss, .data, .rodata) shows as
+{VARIABLE: value}. Maps whose elements cannot be read (ring buffers, perf event
+arrays, queues) are listed under "unreadable_maps"."""
+
+
+def register(sub):
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--pin", metavar="DIR",
+                         help="pin programs at DIR/NAME, maps at DIR/maps/NAME and links at "
+                              "DIR/links/NAME (bpffs): they stay attached after this command")
+    options.add_argument("--duration", type=float, metavar="S",
+                         help="detach after S seconds (and stop CMD if it still runs)")
+    options.add_argument("--json", action="store_true", help="print one JSON document")
+    options.add_argument("--iface", metavar="IF", help="interface for XDP and tc programs")
+    options.add_argument("--xdp-mode", choices=sorted(_XDP_MODES), default="auto",
+                         help="XDP in the driver (native), generic XDP, or native where "
+                              "the driver has it (auto)")
+    options.add_argument("--cgroup", metavar="PATH", help="cgroup for cgroup programs")
+    options.add_argument("--program", action="append", metavar="NAME",
+                         help="attach only this program (repeatable)")
+    options.add_argument("--tail-call", action="append", default=[], metavar="MAP[I]=PROG",
+                         help="store program PROG at index I of program array MAP before "
+                              "attaching (repeatable)")
+    p = sub.add_parser("run", parents=[options],
+                       help="load an object, attach its programs, run a command, print maps",
+                       description=__doc__, epilog=_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("object", help="ELF object built with clang -target bpf")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS",
+                   help="command to run while the programs are attached")
+    p.set_defaults(func=run, _options=options)
+
+
+def run(args):
+    _split_command(args)
+    stop = _StopSignals()
+    try:
+        obj = BpfObject.open(args.object)
+    except (ObjectError, OSError) as e:
+        return _fail(f"{args.object}: {e}")
+    with stop, obj:
+        try:
+            obj.load()
+            for spec in args.tail_call:
+                _tail_call(obj, spec)
+        except (BPFError, ObjectError, ValueError, KeyError) as e:
+            return _fail(f"{args.object}: {_text(e)}")
+        return _attach_and_run(args, obj, stop)
+
+
+def _attach_and_run(args, obj, stop):
+    links, report = {}, _Report(obj)
+    try:
+        try:
+            for name in _programs_to_attach(args, obj, report):
+                links[name] = _attach(args, obj, name)
+                report.attached(name, links[name])
+            if args.pin:
+                _pin(args.pin, obj, links, report)
+        except (BPFError, ObjectError, ValueError, KeyError, ImportError, OSError) as e:
+            return _fail(_text(e))
+        report.print_attached()
+        status = _wait(args, stop, report)
+    finally:
+        for link in links.values():
+            link.close()  # a pinned link stays attached
+    report.maps()
+    if args.json:
+        emit_json(report.doc)
+    else:
+        report.print_maps()
+    return status
+
+
+def _split_command(args):
+    """argparse leaves options given after OBJ in the command remainder; parse those
+    here, and take what follows ``--`` as the command. (argparse drops that ``--``
+    itself when it directly follows OBJ, hence the first test.)"""
+    rest = args.command
+    if rest and not rest[0].startswith("-"):
+        before, args.command = [], rest
+    elif "--" in rest:
+        at = rest.index("--")
+        before, args.command = rest[:at], rest[at + 1:]
+    else:
+        before, args.command = rest, []
+    if before:
+        args._options.parse_args(before, namespace=args)
+
+
+# ---- attaching -------------------------------------------------------------------
+
+def fill_prog_array(obj, map_name, slots):
+    """Store programs of a loaded BpfObject in one of its program arrays by name:
+    fill_prog_array(obj, "jumps", {1: "b", 2: "c"})."""
+    m = obj.maps.get(map_name)
+    if m is None:
+        raise KeyError(f"no map {map_name!r} in {obj.spec.name} (has "
+                       f"{', '.join(obj.maps) or 'none'})")
+    if m.type != MapType.PROG_ARRAY:
+        raise ValueError(f"map {map_name!r} is {m.type.name}, not a program array")
+    for index, prog_name in slots.items():
+        prog = obj.programs.get(prog_name)
+        if prog is None:
+            raise KeyError(f"no loaded program {prog_name!r} in {obj.spec.name} (has "
+                           f"{', '.join(obj.programs) or 'none'})")
+        m[index] = prog
+
+
+def _tail_call(obj, spec):
+    match = _TAIL_CALL.match(spec)
+    if not match:
+        raise ValueError(f"--tail-call {spec!r}: write MAP[INDEX]=PROGRAM, e.g. jumps[1]=b")
+    fill_prog_array(obj, match.group(1), {int(match.group(2)): match.group(3)})
+
+
+def _programs_to_attach(args, obj, report):
+    if args.program:
+        unknown = [n for n in args.program if n not in obj.programs]
+        if unknown:
+            raise KeyError(f"no program {', '.join(map(repr, unknown))} in {obj.spec.name} "
+                           f"(has {', '.join(obj.programs)})")
+        return list(args.program)
+    targets = _tail_call_targets(obj)
+    for name in obj.programs:
+        if name in targets:
+            report.skipped(name, f"tail-call target in {targets[name]}")
+    return [name for name in obj.programs if name not in targets]
+
+
+def _tail_call_targets(obj):
+    """{program name: program array holding it} for the object's own programs."""
+    by_id = {prog.id: name for name, prog in obj.programs.items()}
+    found = {}
+    for map_name, m in obj.maps.items():
+        if m.type == MapType.PROG_ARRAY:
+            for _, prog_id in m.items():
+                if prog_id in by_id:
+                    found[by_id[prog_id]] = map_name
+    return found
+
+
+def _attach(args, obj, name):
+    try:
+        from ..attach import attach
+    except ImportError as e:
+        raise ImportError(f"attaching needs pybpf.attach, which failed to import: {e}") \
+            from None
+    sd = obj.spec.programs[name].section_def
+    what = f"program {name!r} (section {sd.section!r})"
+    options = _options_for(sd, args, what)
+    try:
+        return attach(obj.programs[name], sd, **options)
+    except (BPFError, ValueError, KeyError, OSError) as e:
+        raise _AttachError(f"{what}: {_text(e)}") from None
+
+
+def _options_for(sd, args, what):
+    """The command line's options that apply to this section (attach() refuses the
+    others, and one object may hold XDP and tracing programs alike)."""
+    if sd.kind in ("xdp", "tc", "classifier"):
+        if not args.iface:
+            raise _AttachError(f"{what} attaches to a network interface: pass --iface IF")
+        opts = {"iface": args.iface}
+        if sd.kind == "xdp":
+            opts["xdp_flags"] = _XDP_MODES[args.xdp_mode]
+        return opts
+    if sd.kind.startswith(("cgroup", "sockops", "lsm_cgroup")):
+        if not args.cgroup:
+            raise _AttachError(f"{what} attaches to a cgroup: pass --cgroup PATH (a cgroup "
+                               f"v2 directory)")
+        return {"cgroup": args.cgroup}
+    return {}
+
+
+class _AttachError(ValueError):
+    """Attaching one program failed; the message names the program."""
+
+
+def _pin(directory, obj, links, report):
+    """Pin programs and maps (BpfObject.pin's layout) and links at DIR/links/NAME;
+    netlink attachments are left in place instead. All or nothing: a failure removes
+    the pins this made, and a path that is taken already fails before any pinning."""
+    link_paths = {name: os.path.join(directory, "links", name) for name in links}
+    paths = ([os.path.join(directory, name) for name in obj.programs] +
+             [os.path.join(directory, "maps", name.lstrip(".") or name) for name in obj.maps] +
+             [link_paths[name] for name, link in links.items() if hasattr(link, "pin")])
+    taken = [path for path in paths if os.path.lexists(path)]
+    if taken:
+        raise ValueError(f"--pin {directory}: {', '.join(taken)} exist already; remove them "
+                         f"or pin somewhere else")
+    try:
+        obj.pin(directory)
+        for name, link in links.items():
+            if hasattr(link, "pin"):
+                os.makedirs(os.path.dirname(link_paths[name]), exist_ok=True)
+                link.pin(link_paths[name])
+            elif not hasattr(link, "leave_attached"):
+                raise ValueError(f"program {name!r}: its attachment ({link.description}) "
+                                 f"cannot be pinned; run without --pin")
+    except BaseException:
+        for path in paths:
+            if os.path.lexists(path):
+                unpin(path)
+        raise
+    for name, link in links.items():
+        if not hasattr(link, "pin"):
+            report.left_attached(name, link.leave_attached())
+    report.doc["pinned"] = directory
+
+
+# ---- running -----------------------------------------------------------------------
+
+class _StopSignals:
+    """While active, SIGINT and SIGTERM only record that they came (in ``signum``):
+    the waits below poll for it, so the process never dies half-attached and every
+    attachment is undone on the way out."""
+
+    def __init__(self):
+        self.signum = None
+        self._saved = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+
+def _wait(args, stop, report):
+    """Wait for the command, the duration or a signal; the exit status."""
+    started = time.monotonic()
+    deadline = None if args.duration is None else started + args.duration
+    try:
+        if args.command and stop.signum is None:
+            return _run_command(args, stop, report, deadline)
+        _poll_until(lambda: stop.signum is not None, deadline)
+        return 0
+    finally:
+        report.doc["seconds"] = round(time.monotonic() - started, 3)
+
+
+def _poll_until(done, deadline):
+    """True once done(), False if the deadline (a monotonic time, or None) came first."""
+    while not done():
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL)
+    return True
+
+
+def _run_command(args, stop, report, deadline):
+    try:
+        child = subprocess.Popen(args.command)
+    except OSError as e:
+        print(f"pybpf run: cannot run {args.command[0]!r}: {e}", file=sys.stderr)
+        return 1
+    report.doc["command"] = {"argv": args.command, "pid": child.pid, "exit_status": None}
+    print(f"pybpf run: started {args.command[0]} (pid {child.pid})", file=sys.stderr,
+          flush=True)
+    if not _poll_until(lambda: child.poll() is not None or stop.signum is not None,
+                       deadline) or child.returncode is None:
+        _end(child, stop.signum or signal.SIGTERM)
+    status = child.returncode
+    status = 128 - status if status < 0 else status
+    report.doc["command"]["exit_status"] = status
+    return status
+
+
+def _end(child, signum):
+    """Stop the command: signum (SIGTERM or the one we got), then SIGKILL if ignored.
+    Ctrl-C at a terminal reached the command as well, so it gets a moment first."""
+    steps = [(signum, _KILL_AFTER), (signal.SIGKILL, None)]
+    if signum == signal.SIGINT:
+        steps.insert(0, (None, 1.0))
+    for sig, grace in steps:
+        if sig is not None and child.poll() is None:
+            child.send_signal(sig)
+        if grace is None:
+            child.wait()
+        elif _poll_until(lambda: child.poll() is not None, time.monotonic() + grace):
+            return
+
+
+# ---- reporting -----------------------------------------------------------------------
+
+class _Report:
+    """The run's JSON document, built as things happen."""
+
+    def __init__(self, obj):
+        self.obj = obj
+        self.doc = {"object": obj.spec.name, "programs": [], "command": None,
+                    "seconds": 0.0, "pinned": None, "maps": {}, "unreadable_maps": []}
+
+    def attached(self, name, link):
+        sd = self.obj.spec.programs[name].section_def
+        self.doc["programs"].append({"name": name, "section": sd.section,
+                                     "id": self.obj.programs[name].id,
+                                     "attached": link.description or type(link).__name__})
+
+    def skipped(self, name, reason):
+        sd = self.obj.spec.programs[name].section_def
+        self.doc["programs"].append({"name": name, "section": sd.section,
+                                     "id": self.obj.programs[name].id,
+                                     "attached": None, "skipped": reason})
+
+    def left_attached(self, name, how_to_remove):
+        for p in self.doc["programs"]:
+            if p["name"] == name:
+                p["left_attached"] = how_to_remove
+
+    def maps(self):
+        obj = self.obj
+        for name, m in obj.maps.items():
+            mspec = obj.spec.maps.get(name)
+            if mspec is not None and mspec.is_data:
+                self.doc["maps"][name] = {
+                    var: _jsonable(obj.variables[var]) for var in obj.variables
+                    if obj.spec.variables[var].section == name}
+            elif isinstance(m, KeyedMap) and not isinstance(m, PerfEventArrayMap):
+                self.doc["maps"][name] = [{"key": _jsonable(k), "value": _jsonable(v)}
+                                          for k, v in sorted(m.items(), key=_by_key)]
+            else:
+                self.doc["unreadable_maps"].append(name)
+
+    def print_attached(self):
+        for p in self.doc["programs"]:
+            what = p["attached"] or f"not attached: {p['skipped']}"
+            print(f"pybpf run: {p['name']} ({p['section']}): {what}", file=sys.stderr)
+            if p.get("left_attached"):
+                print(f"  left attached; remove with: {p['left_attached']}", file=sys.stderr)
+
+    def print_maps(self):
+        cmd = self.doc["command"]
+        if cmd is not None:
+            print(f"command {' '.join(cmd['argv'])} (pid {cmd['pid']}) exited with "
+                  f"{cmd['exit_status']} after {self.doc['seconds']} s")
+        for name, content in self.doc["maps"].items():
+            print(f"map {name}:")
+            rows = content.items() if isinstance(content, dict) else \
+                ((e["key"], e["value"]) for e in content)
+            sep = " =" if isinstance(content, dict) else ":"
+            for key, value in rows:
+                print(f"  {key}{sep} {value}")
+        for name in self.doc["unreadable_maps"]:
+            print(f"map {name}: (elements cannot be read)")
+        if self.doc["pinned"]:
+            print(f"pinned under {self.doc['pinned']}")
+
+
+def _by_key(item):
+    """Hash maps come in hash order; show them by key (numbers before bytes)."""
+    key = item[0]
+    return (0, key, b"") if isinstance(key, int) else (1, 0, bytes(key))
+
+
+def _jsonable(value):
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _text(err):
+    """An exception's message (a KeyError's str() would quote it)."""
+    return err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+
+
+def _fail(message):
+    print(f"pybpf run: error: {message}", file=sys.stderr)
+    return 1

@@ -1,0 +1,183 @@
+"""``python -m pybpf run``: attach an object's programs around a command, then report.
+
+Runs the real command line in a subprocess (so exit statuses and signals are real),
+with tests/progs/run/getpid_count.bpf.c counting getpid() calls per process at the
+raw sys_enter tracepoint.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from pybpf import unpin
+from pybpf.cli import main
+from pybpf.links import BpfLink, attach_raw_tracepoint, iter_links
+from pybpf.maps import Map
+from pybpf.programs import Program
+
+from test_tailcalls import build_counting_getpid
+
+CALLS = "import os; [os.getpid() for _ in range(100)]"
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+
+
+@pytest.fixture(scope="module")
+def objs(clang, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli_run")
+    return {name: build_counting_getpid(clang, name, out)[0]
+            for name in ("getpid_count", "chain", "xdp_count")}
+
+
+def pybpf(*argv, timeout=60):
+    return subprocess.run([sys.executable, "-m", "pybpf", *argv], capture_output=True,
+                          text=True, timeout=timeout, env=ENV)
+
+
+def start(*argv):
+    """pybpf run in the background, returned once its programs are attached."""
+    proc = subprocess.Popen([sys.executable, "-m", "pybpf", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+    line = proc.stderr.readline()
+    assert line.startswith("pybpf run: count_getpid"), line + proc.stderr.read()
+    return proc
+
+
+def links_of(prog_id):
+    found = []
+    for link_id in iter_links():
+        try:
+            with BpfLink.from_id(link_id) as link:
+                if link.info().prog_id == prog_id:
+                    found.append(link_id)
+        except OSError:
+            pass  # gone meanwhile
+    return found
+
+
+def test_run_counts_the_commands_getpid_calls(objs):
+    out = pybpf("run", objs["getpid_count"], "--json", "--", sys.executable, "-c", CALLS)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["object"] == "getpid_count"
+    [prog] = doc["programs"]
+    assert prog["name"] == "count_getpid" and prog["section"] == "raw_tracepoint/sys_enter"
+    assert "raw_tracepoint/sys_enter" in prog["attached"]
+    pid = doc["command"]["pid"]
+    assert doc["command"]["argv"][0] == sys.executable and doc["command"]["exit_status"] == 0
+    per_process = {e["key"]: e["value"] for e in doc["maps"]["calls"]}
+    assert per_process[pid] >= 100  # the interpreter itself calls getpid() a few times too
+    assert doc["maps"][".bss"]["total"] >= per_process[pid]
+    assert links_of(prog["id"]) == []  # detached on the way out
+
+
+def test_run_text_output_and_the_commands_exit_status(objs):
+    out = pybpf("run", objs["getpid_count"], "--", sys.executable, "-c",
+                CALLS + "; raise SystemExit(7)")
+    assert out.returncode == 7, out.stderr
+    assert "exited with 7" in out.stdout
+    assert "map calls:" in out.stdout and "map .bss:" in out.stdout
+    assert "total =" in out.stdout
+    assert "count_getpid (raw_tracepoint/sys_enter)" in out.stderr
+
+
+def test_run_for_a_duration(objs):
+    out = pybpf("run", objs["getpid_count"], "--duration", "0.3", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["command"] is None and doc["seconds"] >= 0.3
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_run_detaches_and_reports_on_signal(objs, signum):
+    proc = start("run", objs["getpid_count"], "--json")
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    doc = json.loads(stdout)
+    assert doc["maps"]["calls"] is not None
+    assert links_of(doc["programs"][0]["id"]) == []
+
+
+def test_sigterm_is_passed_on_to_the_command(objs):
+    proc = start("run", objs["getpid_count"], "--json", "--", "sleep", "30")
+    assert proc.stderr.readline().startswith("pybpf run: started sleep (pid ")
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    doc = json.loads(stdout)
+    assert doc["command"]["exit_status"] == 128 + signal.SIGTERM
+    assert doc["seconds"] < 20
+
+
+def test_duration_stops_a_longer_command(objs):
+    out = pybpf("run", objs["getpid_count"], "--duration", "0.3", "--json", "--", "sleep", "30")
+    assert out.returncode == 128 + signal.SIGTERM
+    assert json.loads(out.stdout)["seconds"] < 20
+
+
+def test_tail_call_targets_are_filled_not_attached(objs):
+    out = pybpf("run", objs["chain"], "--tail-call", "jumps[1]=b", "--tail-call", "jumps[2]=c",
+                "--json", "--", sys.executable, "-c", CALLS)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    progs = {p["name"]: p for p in doc["programs"]}
+    assert progs["a"]["attached"] and "raw_tracepoint/sys_enter" in progs["a"]["attached"]
+    assert progs["b"]["attached"] is None and progs["b"]["skipped"] == "tail-call target in jumps"
+    assert progs["c"]["skipped"] == "tail-call target in jumps"
+    result = doc["maps"][".bss"]["result"]
+    assert result >= 111 * 100 and result % 111 == 0
+    assert {e["key"]: e["value"] for e in doc["maps"]["jumps"]} == {
+        1: progs["b"]["id"], 2: progs["c"]["id"]}
+
+
+def test_pin_keeps_programs_attached_after_the_command(objs, bpffs):
+    out = pybpf("run", objs["getpid_count"], "--pin", bpffs, "--duration", "0", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["pinned"] == bpffs
+    link_path = os.path.join(bpffs, "links", "count_getpid")
+    try:
+        with BpfLink.from_pin(link_path) as link, \
+                Program.from_pin(os.path.join(bpffs, "count_getpid")) as prog:
+            assert link.info().prog_id == prog.id
+        with Map.from_pin(os.path.join(bpffs, "maps", "calls"), key="I", value="Q") as calls:
+            before = calls.get(os.getpid(), 0)
+            os.getpid()
+            assert calls[os.getpid()] > before  # still counting, with pybpf run gone
+        again = pybpf("run", objs["getpid_count"], "--pin", bpffs, "--duration", "0")
+        assert again.returncode == 1 and "exist already" in again.stderr
+    finally:
+        for root, dirs, files in os.walk(bpffs, topdown=False):
+            for name in files:
+                unpin(os.path.join(root, name))
+            for name in dirs:
+                os.rmdir(os.path.join(root, name))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["/nonexistent/x.o"], "/nonexistent/x.o"),
+    (["{xdp_count}"], "program 'xdp_filter' (section 'xdp') attaches to a network "
+                      "interface: pass --iface IF"),
+    (["{getpid_count}", "--program", "nope"], "no program 'nope'"),
+    (["{chain}", "--tail-call", "jumps=b"], "write MAP[INDEX]=PROGRAM"),
+    (["{chain}", "--tail-call", "jumps[1]=zz"], "no loaded program 'zz'"),
+    (["{getpid_count}", "--", "/nonexistent/cmd"], "cannot run '/nonexistent/cmd'"),
+])
+def test_run_errors(objs, argv, message):
+    out = pybpf("run", *[a.format(**objs) for a in argv])
+    assert out.returncode == 1
+    assert message in out.stderr, out.stderr
+
+
+def test_link_detach_of_a_link_the_kernel_cannot_detach(objs, capsys):
+    with Program.load("raw_tracepoint", bytes.fromhex("b700000000000000" "9500000000000000"),
+                      name="noop") as prog:
+        with attach_raw_tracepoint(prog, "sys_enter") as link:
+            assert main(["link", "detach", str(link.id)]) == 1
+            assert "cannot be detached" in capsys.readouterr().err
+            assert main(["link", "list", "--json"]) == 0
+            listed = {e["id"]: e for e in json.loads(capsys.readouterr().out)}
+            assert listed[link.id]["prog_name"] == "noop"
+            assert listed[link.id]["type"] == "raw_tracepoint"
