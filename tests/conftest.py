@@ -83,3 +83,37 @@ def clang():
     if path is None:
         pytest.fail("clang is not installed: run the test set-up, bash tools/run-tests")
     return path
+
+
+def _system_state():
+    """What a test run may create and must remove: BPF links, pybpf tracefs probe
+    events, test pins, network namespaces."""
+    from pybpf.links import iter_links
+    from pybpf.kernel.system import find_tracefs
+    state = {"links": set(iter_links()), "probes": set(), "pins": set(), "netns": set()}
+    tracefs = find_tracefs()
+    for name in ("kprobe_events", "uprobe_events"):
+        try:
+            with open(os.path.join(tracefs or "/nonexistent", name)) as f:
+                state["probes"] |= {line.split()[0] for line in f if "pybpf" in line}
+        except OSError:
+            pass
+    if os.path.isdir("/sys/fs/bpf"):
+        state["pins"] = {n for n in os.listdir("/sys/fs/bpf") if n.startswith("pybpf-test")}
+    if os.path.isdir("/run/netns"):
+        state["netns"] = set(os.listdir("/run/netns"))
+    return state
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind():
+    """After the whole suite: no new links, probe events, pins or namespaces."""
+    if os.geteuid() != 0:
+        yield
+        return
+    before = _system_state()
+    yield
+    gc.collect()
+    after = _system_state()
+    left = {k: sorted(after[k] - before[k]) for k in after if after[k] - before[k]}
+    assert not left, f"the test run left kernel state behind: {left}"
