@@ -250,8 +250,7 @@ class BpfObject:
                     max_entries=_max_entries(mspec), flags=mspec.flags, name=kernel_name,
                     inner_map_fd=inner.fd if inner is not None else 0,
                     numa_node=mspec.numa_node, map_extra=mspec.map_extra,
-                    hints={errno.EINVAL: f"the kernel refused map {mspec.name!r} as defined "
-                                         f"({mspec.type.name}, {_describe_args(mspec, value_size)})"})
+                    hints={errno.EINVAL: _refused_hint(mspec, value_size)})
         fd = None
         if self.btf is not None and (mspec.btf_value_type_id or mspec.btf_key_type_id or
                                      vmlinux_value_id):
@@ -372,6 +371,14 @@ class BpfObject:
                 (BPF_F_XDP_HAS_FRAGS if sd.flags & S.XDP_FRAGS else 0)
         attach_btf_id = self._attach_btf_id(pspec)
         expected_attach_type = sd.expected_attach_type
+        if sd.prog_type == ProgType.EXT:
+            # The kernel verifies an extension against the function it replaces, in
+            # another loaded program (attach_prog_fd); without one it refuses with a
+            # bare EPERM. libbpf refuses such a load before the syscall too.
+            raise O.ObjectError(
+                f"program {pspec.name!r} (section {sd.section!r}) replaces function "
+                f"{sd.target!r} of another loaded program; the object loader cannot be "
+                f"given that program, so leave it out (programs=[...])")
         if sd.prog_type == ProgType.STRUCT_OPS:
             attach_btf_id, expected_attach_type = self._struct_ops_target(pspec)
         kern_version = self.spec.kern_version
@@ -715,9 +722,10 @@ def _max_entries(mspec):
     return n
 
 
-def _describe_args(mspec, value_size):
-    return (f"key_size={mspec.key_size}, value_size={value_size}, "
-            f"max_entries={mspec.max_entries}, flags={mspec.flags:#x}")
+def _refused_hint(mspec, value_size):
+    return (f"the kernel refused map {mspec.name!r} as defined ({mspec.type.name}, "
+            f"key_size={mspec.key_size}, value_size={value_size}, "
+            f"max_entries={mspec.max_entries}, flags={mspec.flags:#x})")
 
 
 def _nonzero_member(btf, ops, member):

@@ -128,9 +128,14 @@ class Map(Pinnable):
     @classmethod
     def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
         """Validate and complete create() arguments for this map type."""
-        if max_entries is None or max_entries <= 0:
+        if cls.map_type in _SIZED_BY_OWNER:  # storage maps: one value per socket/task/...
+            if max_entries:
+                raise ValueError(f"{cls.map_type.name} maps are sized by the objects they "
+                                 f"hang off; create them with max_entries=0")
+            max_entries = 0
+        elif max_entries is None or max_entries <= 0:
             raise ValueError(f"{cls.map_type.name} maps need max_entries > 0")
-        if not key_size or not value_size:
+        if (not key_size and cls.map_type not in _KEYLESS) or not value_size:
             raise ValueError(f"{cls.map_type.name} maps need a key and a value size")
         return key_size, value_size, max_entries
 
@@ -226,6 +231,12 @@ def _spec_size(spec, explicit, what):
     if spec is None:
         return 0
     return _codec.make_codec(spec, what=what).size
+
+
+# Local-storage maps take max_entries 0; a bloom filter has values but no keys.
+_SIZED_BY_OWNER = {MapType.SK_STORAGE, MapType.INODE_STORAGE, MapType.TASK_STORAGE,
+                   MapType.CGROUP_STORAGE, MapType.PERCPU_CGROUP_STORAGE}
+_KEYLESS = {MapType.BLOOM_FILTER}
 
 
 class KeyedMap(Map):

@@ -33,6 +33,8 @@ DATA_PREFIXES = (".data", ".rodata", ".bss")
 KCONFIG = ".kconfig"
 KSYMS = ".ksyms"
 STRUCT_OPS = ".struct_ops"
+# struct bpf_map_def: type, key_size, value_size, max_entries, map_flags (u32 each).
+LEGACY_MAP_DEF = 20
 # Map "pinning" values libbpf defines; any other value is an error there too.
 PIN_NONE = 0
 
@@ -339,17 +341,25 @@ class _Parser:
         if not syms:
             return
         rec = sec.size // len(syms)
-        if rec < 20 or rec * len(syms) != sec.size:
+        if rec < LEGACY_MAP_DEF or rec * len(syms) != sec.size:
             raise ObjectError(f"legacy 'maps' section: {sec.size} bytes for {len(syms)} "
                               f"maps is not a whole number of bpf_map_def records")
         order = "<" if self.elf.byteorder == "little" else ">"
         for sym in syms:
-            raw = sec.data[sym.value:sym.value + rec] + bytes(28)
-            mtype, key, value, entries, flags, _inner, numa = struct.unpack_from(
-                order + "7I", raw)
+            raw = sec.data[sym.value:sym.value + rec]
+            if any(raw[LEGACY_MAP_DEF:]):
+                # Records longer than struct bpf_map_def come in incompatible layouts
+                # (samples/bpf's inner_map_idx/numa_node, iproute2's bpf_elf_map with
+                # id/pinning): guessing would, say, read a pinning mode as a NUMA node.
+                # libbpf refuses non-zero extra fields too.
+                raise ObjectError(
+                    f"legacy map {sym.name!r}: its {rec}-byte definition sets fields past "
+                    f"struct bpf_map_def's five (type, key_size, value_size, max_entries, "
+                    f"map_flags), e.g. iproute2's struct bpf_elf_map; define it in .maps")
+            mtype, key, value, entries, flags = struct.unpack_from(order + "5I", raw)
             self.obj.maps[sym.name] = MapSpec(
                 sym.name, _map_type(mtype, sym.name), key, value, entries, flags,
-                numa_node=numa or None, section="maps")
+                section="maps")
 
     def _read_btf_maps(self):
         """``.maps``: each variable is a struct whose members encode the definition."""
@@ -371,6 +381,10 @@ class _Parser:
             sym = next((s for s in self.symbols if s.shndx == sec.index and
                         s.name == var.name), None)
             if sym is None:
+                if any(s.name == var.name and s.shndx == E.SHN_UNDEF for s in self.symbols):
+                    raise ObjectError(f"map {var.name!r} is an extern: another BPF object "
+                                      f"defines it; link the objects into one first "
+                                      f"(bpftool gen object OUT.o A.o B.o)")
                 raise ObjectError(f"map {var.name!r} is in .maps' BTF but has no symbol")
             offsets[var.name] = sym.value
         self.map_offsets = offsets

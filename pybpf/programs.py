@@ -111,7 +111,10 @@ class Program(Pinnable):
         code = assemble(insns)
         if kern_version is None:
             kern_version = system.kernel_version_code() if ptype == ProgType.KPROBE else 0
-        eat = 0 if expected_attach_type is None else attach_type_of(expected_attach_type)
+        # struct_ops programs pass a member index here, not an AttachType.
+        eat = 0 if expected_attach_type is None else (
+            expected_attach_type if prog_type_of(prog_type) == ProgType.STRUCT_OPS
+            else attach_type_of(expected_attach_type))
         fi, fi_size = func_info or (None, 0)
         li, li_size = line_info or (None, 0)
         fd, log = kbpf.prog_load(

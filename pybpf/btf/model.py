@@ -267,16 +267,17 @@ class Btf:
         hundreds of ms for common names whose text ends many longer strings."""
         index = self._by_name_off
         if index is None or len(self._name_offs) != self._by_name_count:
-            index = {}
+            index, shared = {}, {}
             for i, off in enumerate(self._name_offs):
-                if off == _NO_NAME:
+                # Offset 0 is the empty name of ~55k anonymous types: never looked up.
+                if off == _NO_NAME or off == 0:
                     continue
                 type_id = self.start_id + i
-                old = index.get(off)
-                if old is None:
-                    index[off] = type_id
-                else:
-                    index[off] = (old if isinstance(old, tuple) else (old,)) + (type_id,)
+                old = index.setdefault(off, type_id)
+                if old != type_id:
+                    shared.setdefault(off, [old]).append(type_id)
+            for off, ids in shared.items():
+                index[off] = tuple(ids)
             self._by_name_off, self._by_name_count = index, len(self._name_offs)
         return index
 
