@@ -12,8 +12,10 @@ BPF_LINK_TYPE_PERF_EVENT, a tracefs probe entry, netlink attachment) subclass
 :class:`Link` and release what they hold in ``close()``.
 """
 import dataclasses
+import errno
 import struct
 
+from .errors import ENOTSUPP, BPFError
 from .fd import FdObject, Pinnable
 from .kernel import bpf as kbpf
 from .kernel.constants import AttachType, Cmd, LinkType
@@ -58,9 +60,17 @@ class BpfLink(Link, Pinnable):
 
     def detach(self):
         """Detach the program now, even if a pin or another process holds the link;
-        then close this fd."""
+        then close this fd. Some link types (perf events, raw tracepoints) cannot be
+        detached early: for them the error says to unpin and close instead."""
         if not self.closed:
-            kbpf.link_detach(self.fd)
+            try:
+                kbpf.link_detach(self.fd)
+            except BPFError as e:
+                if e.errno not in (errno.EOPNOTSUPP, ENOTSUPP, errno.EINVAL):
+                    raise
+                raise BPFError(e.cmd, e.errno, f"{self._describe()} cannot be detached "
+                               f"while it is held", "it detaches when its pin is removed "
+                               "and every fd to it is closed: unpin it, then close()") from None
         self.close()
 
     def update(self, program, old_program=None):

@@ -13,10 +13,11 @@ import threading
 from ..errors import ENOTSUPP, BPFError
 from . import attr as A
 from . import system
-from .constants import BPF_F_NUMA_NODE, BPF_F_REPLACE, BPF_OBJ_NAME_LEN, Cmd
+from .constants import BPF_F_NUMA_NODE, BPF_F_REPLACE, BPF_OBJ_NAME_LEN, Cmd, ProgType
 from .syscall import NR_BPF, bpf, bpf_call, bpf_errno, bpf_failed, make_error
 
 LOG_BUF_START = 64 * 1024
+_TRACING_TYPES = (ProgType.TRACING, ProgType.LSM, ProgType.EXT)
 LOG_BUF_MAX = (1 << 30) - 1  # the kernel's limit (UINT_MAX >> 2)
 
 
@@ -201,6 +202,9 @@ def prog_load(prog_type, insns, license, name="", expected_attach_type=0, kern_v
     (6.4+) or a doubled buffer.
     """
     system.raise_memlock_rlimit()
+    if hints is None and prog_type in _TRACING_TYPES and system.has_bpf_privilege():
+        # A privileged EPERM for these types is the kernel refusing tracing itself.
+        hints = {errno.EPERM: system.tracing_refusal_hint()}
     lic = license.encode() + b"\0"
     attr = A.ProgLoadAttr(
         prog_type=prog_type, insn_cnt=len(insns) // 8, insns=address(insns),

@@ -364,3 +364,56 @@ def lockdown_status():
     if not found:
         return None, None
     return max(found, key=lambda item: LOCKDOWN_MODES.index(item[0]))
+
+
+# ---- attach: perf PMUs, kprobe targets, cgroups, tracing refusals (pybpf.attach) ----
+
+CGROUP2_SUPER_MAGIC = 0x63677270
+
+
+def pmu_format(pmu, field):
+    """Where a dynamic PMU wants field (e.g. the kprobe PMU's "retprobe") in
+    perf_event_attr: (attr member, first bit, last bit) from sysfs ``format/FIELD``
+    ("config:0" -> ("config", 0, 0), "config:32-63" -> ("config", 32, 63)), or None
+    when the PMU or the field does not exist."""
+    lines = _read_lines(os.path.join(PMU_DIR, pmu, "format", field))
+    m = re.match(r"(\w+):(\d+)(?:-(\d+))?$", lines[0].strip()) if lines else None
+    if not m:
+        return None
+    return m.group(1), int(m.group(2)), int(m.group(3) or m.group(2))
+
+
+def kprobe_blacklisted(function):
+    """Whether function is on the kernel's kprobe blacklist (debugfs
+    kprobes/blacklist), or None when debugfs is not mounted (it is not mounted here:
+    debugfs exposes much more than this list)."""
+    debugfs = mount_point("debugfs")
+    if debugfs is None:
+        return None
+    return file_lists_symbol(os.path.join(debugfs, "kprobes", "blacklist"), function, 1)
+
+
+def tracing_refusal_hint():
+    """Why a kernel refuses tracing programs (fentry/fexit/fmod_ret, also lsm and
+    freplace) with EPERM although the caller is privileged, with what is known here.
+
+    The kernel's EPERM names none of the usual causes: lockdown, a kernel built
+    without BTF or without ftrace direct calls (the trampolines fentry needs), or an
+    LSM policy.
+    """
+    facts = []
+    mode, source = lockdown_status()
+    if mode and mode != "none":
+        facts.append(f"kernel lockdown is {mode!r} ({source})")
+    if vmlinux_btf_size() is None:
+        facts.append(f"there is no kernel BTF ({VMLINUX_BTF}; CONFIG_DEBUG_INFO_BTF)")
+    direct = config_enabled("CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS")
+    if direct is False:
+        facts.append("the kernel is built without ftrace direct calls "
+                     "(CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS)")
+    here = f"; on this system: {'; '.join(facts)}" if facts else ""
+    return ("this kernel refuses tracing (fentry/fexit/fmod_ret) programs; kernels do "
+            "so under lockdown, without CONFIG_DEBUG_INFO_BTF or without ftrace direct "
+            "calls (CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS), or by LSM policy" + here +
+            "; attach with a tracepoint, a raw tracepoint or a kprobe "
+            "(SEC(\"kprobe/FUNC\")) instead")

@@ -1,0 +1,29 @@
+/* A program for uprobes to fire in: calls probed() N times (N = argv[1]) and prints
+ * the sum of its results. With a second argument it first waits for a line on
+ * stdin, so a test can attach (or move it into a cgroup) before the calls. */
+#include <stdio.h>
+#include <stdlib.h>
+
+__attribute__((noinline)) int probed(int x)
+{
+	__asm__ volatile("" ::: "memory"); /* keep the calls */
+	return x + 1;
+}
+
+int main(int argc, char **argv)
+{
+	int n = argc > 1 ? atoi(argv[1]) : 1;
+	long sum = 0;
+	char line[16];
+
+	if (argc > 2) {
+		printf("ready\n");
+		fflush(stdout);
+		if (!fgets(line, sizeof(line), stdin))
+			return 1;
+	}
+	for (int i = 0; i < n; i++)
+		sum += probed(i);
+	printf("%ld\n", sum);
+	return 0;
+}
