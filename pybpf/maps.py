@@ -338,7 +338,7 @@ class KeyedMap(Map):
 
     def _lookup_batch(self, batch_size, delete):
         ks, vs = self.key_size, self._value.size
-        count = batch_size or min(self.max_entries, 4096)
+        count = batch_size or min(self.max_entries, 1 << 16)
         cmd = Cmd.MAP_LOOKUP_AND_DELETE_BATCH if delete else Cmd.MAP_LOOKUP_BATCH
         # The resume token is a bucket index (u32) for hash maps and a key for others.
         token_size = max(ks, 8)
@@ -354,10 +354,8 @@ class KeyedMap(Map):
                     count *= 2  # a hash bucket holds more entries than one batch
                     continue
                 raise
-            kraw, vraw = keys.raw, values.raw
-            kdec, vdec = self._key.decode, self._value.decode
-            pairs.extend((kdec(kraw[i * ks:(i + 1) * ks]), vdec(vraw[i * vs:(i + 1) * vs]))
-                         for i in range(n))
+            pairs.extend(zip(self._key.decode_many(keys.raw, n),
+                             self._value.decode_many(values.raw, n)))
             if done:
                 return pairs
             in_batch = ctypes.create_string_buffer(out_batch.raw, token_size)

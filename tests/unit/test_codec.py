@@ -200,3 +200,14 @@ def test_a_custom_codec_is_size_checked_too():
     assert c.encode(513) == b"\x01\x02"
     with pytest.raises(ValueError, match="must be 2 bytes"):
         c.encode(70000)  # encodes to 3 bytes: refused before it reaches a map
+
+
+@pytest.mark.parametrize("spec", ["I", "=I", "<I", ">I", "!H", "=L", "@Q", "q", "IH", 6,
+                                  ctypes.c_uint16])
+def test_decode_many_matches_decoding_one_by_one(spec):
+    """Batches decode a whole buffer at once (memoryview.cast or iter_unpack where the
+    format allows); the result must be what decoding each element gives."""
+    c = make_codec(spec)
+    values = [c.decode(bytes([i] * c.size)) for i in range(1, 6)]
+    raw = b"".join(c.encode(v) for v in values) + bytes(c.size)  # a trailing spare slot
+    assert c.decode_many(raw, 5) == values
