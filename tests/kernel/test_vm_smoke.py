@@ -16,7 +16,7 @@ from pybpf.asm import R0, R1, R2
 from pybpf.kernel import syscall, system
 from pybpf.kernel.constants import (PERF_EVENT_IOC_ENABLE, PERF_EVENT_IOC_SET_BPF,
                                     PERF_FLAG_FD_CLOEXEC)
-from pybpf.kernel.ring import _PerfEventAttr
+from pybpf.kernel.perf import PerfEventAttr
 
 NO_KPROBES = ("needs a kernel with kprobes (CONFIG_KPROBES); "
               "runs in the VM tier: tools/vm-run")
@@ -58,7 +58,7 @@ def _getpid_counter(counter, pid):
 def _open_kprobe(symbol):
     """A kprobe perf event on ``symbol`` (the kprobe PMU reads the name through config1)."""
     name = ctypes.create_string_buffer(symbol.encode())
-    attr = _PerfEventAttr(type=system.pmu_type("kprobe"), size=ctypes.sizeof(_PerfEventAttr),
+    attr = PerfEventAttr(type=system.pmu_type("kprobe"), size=ctypes.sizeof(PerfEventAttr),
                           config1=ctypes.addressof(name), config2=0)
     return syscall.perf_event_open(attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC)
 
