@@ -82,6 +82,7 @@ class BpfObject:
         self.close()
 
     def close(self):
+        self.variables.close()
         for prog in self.programs.values():
             prog.close()
         for m in self.maps.values():
@@ -598,11 +599,15 @@ class BpfObject:
 
 
 class _Variables:
-    """Global variables by name: read and set before load (the initial image) and
-    after load (the live map; .rodata is frozen then)."""
+    """Global variables by name, like a libbpf skeleton: read and set before load (the
+    initial image) and after load through a shared mapping of the live data map
+    (BPF_F_MMAPABLE), so reads and writes cost no syscall and programs see writes at
+    once. .rodata is frozen at load: writing it then fails as the kernel says."""
 
     def __init__(self, obj):
         self._obj = obj
+        self._views = {}  # section -> mmap of the loaded map
+        self._writable = set()  # sections whose mapping is writable (not frozen)
 
     def __contains__(self, name):
         return name in self._obj.spec.variables
@@ -612,7 +617,10 @@ class _Variables:
 
     def __getitem__(self, name):
         var = self._var(name)
-        return _decode_var(var, self._image(var)[var.offset:var.offset + var.size],
+        image = self._view(var.section)
+        if image is None:  # not loaded yet: the initial image
+            image = self._obj.spec.maps[var.section].data
+        return _decode_var(var, bytes(image[var.offset:var.offset + var.size]),
                            self._obj.spec.btf)
 
     def __setitem__(self, name, value):
@@ -622,7 +630,11 @@ class _Variables:
         if m is None:
             self._obj.spec.maps[var.section].data[var.offset:var.offset + var.size] = raw
             return
-        image = bytearray(m[0])
+        view, writable = self._view(var.section), var.section in self._writable
+        if view is not None and writable:
+            view[var.offset:var.offset + var.size] = raw
+            return
+        image = bytearray(m[0])  # frozen: the kernel refuses this with the reason
         image[var.offset:var.offset + var.size] = raw
         m[0] = bytes(image)
 
@@ -633,9 +645,21 @@ class _Variables:
             raise KeyError(f"no global variable {name!r} (has: "
                            f"{', '.join(self._obj.spec.variables) or 'none'})") from None
 
-    def _image(self, var):
-        m = self._obj.maps.get(var.section)
-        return bytes(m[0]) if m is not None else bytes(self._obj.spec.maps[var.section].data)
+    def _view(self, section):
+        """The live mapping of a loaded data map (None before load)."""
+        m = self._obj.maps.get(section)
+        if m is None:
+            return None
+        if section not in self._views:
+            self._views[section] = m.mmap()  # read-only when the map is frozen
+            if not m.info().frozen:
+                self._writable.add(section)
+        return self._views[section]
+
+    def close(self):
+        for view in self._views.values():
+            view.close()
+        self._views, self._writable = {}, set()
 
 
 def _int_type(var, btf):

@@ -192,3 +192,20 @@ def test_cli_load_pins(build, bpffs):
     pybpf.unpin(os.path.join(bpffs, "count"))
     pybpf.unpin(os.path.join(bpffs, "maps", "old_counts"))
     os.rmdir(os.path.join(bpffs, "maps"))
+
+
+def test_variables_after_load_go_through_the_shared_mapping(build, monkeypatch):
+    """After load, globals are read and written through an mmap of the data map (no
+    syscall), and the kernel's copy is what changed."""
+    from pybpf.kernel import bpf as kbpf
+    with BpfObject.open(build("globals")) as obj:
+        obj.load()
+        obj.programs["measure"].test_run(PACKET)
+        with monkeypatch.context() as patch:
+            def no_syscall(*args, **kwargs):
+                raise AssertionError("a map syscall was made")
+            patch.setattr(kbpf.ElemOps, "update", no_syscall)
+            patch.setattr(kbpf.ElemOps, "lookup", no_syscall)
+            assert obj.variables["last_len"] == 64  # written by the program
+            obj.variables["counter"] = 77
+        assert obj.maps[".data"][0] == (77).to_bytes(4, sys.byteorder)
