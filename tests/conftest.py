@@ -85,12 +85,26 @@ def clang():
     return path
 
 
+def _own_links():
+    """Ids of the BPF links this process holds (other processes on the machine may
+    create links of their own while the suite runs; those are not ours to judge)."""
+    ids = set()
+    for fd in os.listdir("/proc/self/fdinfo"):
+        try:
+            with open(f"/proc/self/fdinfo/{fd}") as f:
+                for line in f:
+                    if line.startswith("link_id:"):
+                        ids.add(int(line.split()[1]))
+        except OSError:
+            continue
+    return ids
+
+
 def _system_state():
-    """What a test run may create and must remove: BPF links, pybpf tracefs probe
-    events, test pins, network namespaces."""
-    from pybpf.links import iter_links
+    """What a test run may create and must remove: BPF links it holds, pybpf tracefs
+    probe events, test pins, network namespaces."""
     from pybpf.kernel.system import find_tracefs
-    state = {"links": set(iter_links()), "probes": set(), "pins": set(), "netns": set()}
+    state = {"links": _own_links(), "probes": set(), "pins": set(), "netns": set()}
     tracefs = find_tracefs()
     for name in ("kprobe_events", "uprobe_events"):
         try:
