@@ -14,6 +14,7 @@ from .fd import unpin
 from .kernel.constants import (BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_F_MMAPABLE,
                                BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, BPF_F_WRONLY_PROG,
                                BPF_NOEXIST, AttachType, HelperId, MapType, ProgType)
+from .events import PerfBuffer, RingBuffer
 from .maps import Map, MapInfo
 from .programs import ProgInfo, Program, TestRun, enable_stats
 
@@ -25,4 +26,5 @@ __all__ = [
     "BPF_F_RDONLY_PROG", "BPF_F_WRONLY_PROG", "BPF_NOEXIST",
     "AttachType", "HelperId", "MapType", "ProgType",
     "Map", "MapInfo", "ProgInfo", "Program", "TestRun", "enable_stats",
+    "PerfBuffer", "RingBuffer",
 ]
