@@ -226,7 +226,7 @@ class Map(Pinnable):
 def _spec_size(spec, explicit, what):
     if explicit is not None:
         if spec is not None:
-            _codec.make_codec(spec, explicit, what)  # both given: they must agree
+            raise ValueError(f"give {what} or {what}_size, not both")
         return explicit
     if spec is None:
         return 0

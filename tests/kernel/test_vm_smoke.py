@@ -58,8 +58,8 @@ def _getpid_counter(counter, pid):
 def _open_kprobe(symbol):
     """A kprobe perf event on ``symbol`` (the kprobe PMU reads the name through config1)."""
     name = ctypes.create_string_buffer(symbol.encode())
-    attr = PerfEventAttr(type=system.pmu_type("kprobe"), size=ctypes.sizeof(PerfEventAttr),
-                          config1=ctypes.addressof(name), config2=0)
+    attr = PerfEventAttr(type=system.pmu_type("kprobe"),
+                         config1=ctypes.addressof(name), config2=0)
     return syscall.perf_event_open(attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC)
 
 
