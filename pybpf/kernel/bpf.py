@@ -14,7 +14,7 @@ from ..errors import ENOTSUPP, BPFError
 from . import attr as A
 from . import system
 from .constants import BPF_F_NUMA_NODE, BPF_F_REPLACE, BPF_OBJ_NAME_LEN, Cmd, ProgType
-from .syscall import NR_BPF, bpf, bpf_call, bpf_errno, bpf_failed, make_error
+from .syscall import bpf, bpf_errno, bpf_failed, make_error, prebuilt_args, raw_call
 
 LOG_BUF_START = 64 * 1024
 _TRACING_TYPES = (ProgType.TRACING, ProgType.LSM, ProgType.EXT)
@@ -88,8 +88,7 @@ class ElemOps:
                        for b in (self.key, self.value, self.next)]
         self._key_addr, self._value_addr, self._next_addr = map(ctypes.addressof, self._views)
         self.attr = A.MapElemAttr(map_fd=fd)
-        self._attr_addr = ctypes.addressof(self.attr)
-        self._attr_size = ctypes.sizeof(self.attr)
+        self._args = {cmd: prebuilt_args(cmd, self.attr) for cmd in _ELEM_CMDS}
         self.lock = threading.Lock()
 
     def _call(self, cmd, key, value_addr, flags):
@@ -102,7 +101,7 @@ class ElemOps:
             attr.key = self._key_addr
         attr.value = value_addr
         attr.flags = flags
-        if bpf_call(NR_BPF, cmd, self._attr_addr, self._attr_size) >= 0:
+        if raw_call(*self._args[cmd]) >= 0:
             return 0
         return -ctypes.get_errno()
 
@@ -144,6 +143,8 @@ class ElemOps:
 # Plain ints: passing an IntEnum through ctypes costs more than the syscall's own work.
 _UPDATE, _DELETE, _NEXT_KEY = (int(Cmd.MAP_UPDATE_ELEM), int(Cmd.MAP_DELETE_ELEM),
                                int(Cmd.MAP_GET_NEXT_KEY))
+_ELEM_CMDS = (int(Cmd.MAP_LOOKUP_ELEM), _UPDATE, _DELETE, _NEXT_KEY,
+              int(Cmd.MAP_LOOKUP_AND_DELETE_ELEM))
 
 
 def map_freeze(fd):

@@ -28,6 +28,10 @@ _libc = ctypes.CDLL(None, use_errno=True)
 bpf_call = _libc["syscall"]
 bpf_call.restype = ctypes.c_long
 bpf_call.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_ulong]
+# The hot path's syscall(): no argtypes, called with ctypes arguments built once
+# (prebuilt_args), so ctypes converts nothing per call (~0.5 us less than bpf_call).
+raw_call = _libc["syscall"]
+raw_call.restype = ctypes.c_long
 _perf_call = _libc["syscall"]
 _perf_call.restype = ctypes.c_long
 _perf_call.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
@@ -51,6 +55,12 @@ NR_BPF, NR_PERF_EVENT_OPEN = syscall_numbers()
 # signal interrupted the verifier.
 _RETRY_EAGAIN = {Cmd.PROG_LOAD}
 _MAX_RETRIES = 5
+
+
+def prebuilt_args(cmd, attr):
+    """The arguments of bpf(cmd, &attr, sizeof attr) as ctypes objects, for raw_call."""
+    return (ctypes.c_long(NR_BPF), ctypes.c_long(int(cmd)),
+            ctypes.c_void_p(ctypes.addressof(attr)), ctypes.c_ulong(ctypes.sizeof(attr)))
 
 
 def bpf(cmd, attr, hints=None):
