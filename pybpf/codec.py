@@ -38,7 +38,7 @@ class Codec:
         if self._decode_many is not None:
             return self._decode_many(data[:count * self.size])
         n, dec = self.size, self.decode
-        return [dec(data[i:i + n]) for i in range(0, count * n, n)]
+        return [dec(bytes(data[i:i + n])) for i in range(0, count * n, n)]
 
     def encode(self, value, what="value"):
         if isinstance(value, (bytes, bytearray, memoryview)):

@@ -354,8 +354,9 @@ class KeyedMap(Map):
                     count *= 2  # a hash bucket holds more entries than one batch
                     continue
                 raise
-            pairs.extend(zip(self._key.decode_many(keys.raw, n),
-                             self._value.decode_many(values.raw, n)))
+            # Decode straight from the ctypes buffers (no copy of the whole batch).
+            pairs.extend(zip(self._key.decode_many(memoryview(keys).cast("B"), n),
+                             self._value.decode_many(memoryview(values).cast("B"), n)))
             if done:
                 return pairs
             in_batch = ctypes.create_string_buffer(out_batch.raw, token_size)
