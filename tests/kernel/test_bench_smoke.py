@@ -1,7 +1,6 @@
 """Smoke test of tools/bench_maps.py: it runs, and its JSON holds what docs/performance.md
 quotes. A tiny map and one run keep it fast; no figure is compared with a target,
 because timing belongs to the machine, not to the code under test."""
-import importlib.util
 import json
 import math
 import subprocess
@@ -9,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from toolbox import load_tool
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "bench_maps.py"
 ENTRIES = 1000
@@ -17,10 +17,7 @@ ENTRIES = 1000
 @pytest.fixture(scope="module")
 def bench():
     """The tool as a module, so the in-process run is under the fd-leak check."""
-    spec = importlib.util.spec_from_file_location("bench_maps", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("bench_maps")
 
 
 def run_json(bench, tmp_path, *extra):

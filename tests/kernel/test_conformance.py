@@ -11,16 +11,11 @@ The expected verdict is checked too, so a broken bpftool or compiler cannot pass
 The extracted tree, vmlinux.h and objects are cached under
 /var/tmp/pybpf-conformance-cache/<clang version>-<kernel release>, so reruns only load.
 """
-import importlib.util
-import os
 
 import pytest
+from toolbox import load_tool
 
-_TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "tools", "conformance.py")
-_spec = importlib.util.spec_from_file_location("pybpf_conformance_tool", _TOOL)
-conformance = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(conformance)
+conformance = load_tool("conformance")
 
 # object -> (loads on this kernel?, what it covers)
 SUBSET = {

@@ -6,16 +6,15 @@ record carries a sequence number, the CPU it was sent on and fixed bytes, so eac
 test checks exact contents and order, not just counts.
 """
 import ctypes
-import importlib.util
 import json
 import os
 import select
 import struct
 import threading
 import time
-from pathlib import Path
 
 import pytest
+from toolbox import load_tool
 
 from pybpf import events
 from pybpf.errors import ClosedError
@@ -23,18 +22,10 @@ from pybpf.events import PerfBuffer, RingBuffer
 from pybpf.kernel import system
 from pybpf.maps import Map
 
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "bench_events.py"
 PAGE = system.page_size()
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("bench_events", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_tool()
+bench = load_tool("bench_events")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ the headers' own text, parsed here independently of the generator, so that an en
 the generator's parser skipped shows up as missing names.
 """
 import enum
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from toolbox import load_tool
 
 from pybpf.kernel import constants as C
 
@@ -27,14 +27,7 @@ SETUP_HINT = ("run the test set-up first: `bash tools/run-tests` installs gcc, l
               "and linux-libc-dev")
 
 
-def _load_generator():
-    spec = importlib.util.spec_from_file_location("gen_constants", GENERATOR)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_generator()
+gen = load_tool("gen_constants")
 
 
 def _gcc():
