@@ -12,13 +12,14 @@ measures, in every run:
 - single lookup and single update latency (``m[k]``, ``m[k] = v`` over every key in a
   shuffled order; total time / count, so the timer's own cost is not in the figure);
 - two floors for a lookup, so the Python share of ``m[k]`` is visible: the kernel
-  layer's ``ElemOps.lookup`` with pre-encoded key bytes, and a bare ctypes bpf(2)
-  call (prebuilt attr, no lock, no copy out);
+  layer's ``ElemOps.lookup`` with pre-encoded key bytes, and a bare syscall() made
+  the way ElemOps makes it (prebuilt attr and arguments, no lock, no copy out);
 - iteration (``for k in m``: one BPF_MAP_GET_NEXT_KEY per key);
 - reading and writing the whole map per key (``[(k, m[k]) for k in keys]``,
   ``for k, v in items: m[k] = v``) and by batch (``lookup_batch()``,
   ``update_batch()``), and the batch / per-key ratio of each, computed within each
-  run so that the machine getting faster or slower between runs does not bias it.
+  run so that the machine getting faster or slower between runs does not bias it;
+- a floor for the batch read: its BPF_MAP_LOOKUP_BATCH calls with nothing decoded.
 
 Each figure is the median of ``--runs`` runs with min and max, after ``--warmup``
 untimed runs. The garbage collector stays on, as in a user's program, but is emptied
@@ -53,7 +54,7 @@ from pybpf.kernel import attr as kattr  # noqa: E402
 from pybpf.kernel import bpf as kbpf  # noqa: E402
 from pybpf.kernel import system  # noqa: E402
 from pybpf.kernel.constants import Cmd  # noqa: E402
-from pybpf.kernel.syscall import NR_BPF, bpf_call  # noqa: E402
+from pybpf.kernel.syscall import NR_BPF, bpf_call, prebuilt_args, raw_call  # noqa: E402
 from pybpf.maps import Map  # noqa: E402
 
 KEY, VALUE = "I", "Q"
@@ -67,7 +68,7 @@ METRICS = {
     "lookup_ns": ("ns/op", "single lookup      m[k]"),
     "update_ns": ("ns/op", "single update      m[k] = v"),
     "floor_elemops_ns": ("ns/op", "lookup floor: ElemOps.lookup(bytes)"),
-    "floor_syscall_ns": ("ns/op", "lookup floor: bare ctypes bpf(2)"),
+    "floor_syscall_ns": ("ns/op", "lookup floor: bare syscall()"),
     "lookup_python_share": ("%", "  m[k] time above ElemOps.lookup"),
     "iterate_per_s": ("entries/s", "iteration          for k in m"),
     "perkey_lookup_per_s": ("entries/s", "per-key read       [(k, m[k]) ...]"),
@@ -102,8 +103,9 @@ def value_of(key):
 
 
 class BareLookup:
-    """A MAP_LOOKUP_ELEM attr over our own key and value buffers, built once: the least
-    Python can do per element (copy the key in, call syscall())."""
+    """A MAP_LOOKUP_ELEM attr over our own key and value buffers, and the syscall()
+    arguments for it, built once: the least Python can do per element (copy the key
+    in, call syscall() the way ElemOps does)."""
 
     def __init__(self, fd, key_size, value_size):
         self.key, self.value = bytearray(key_size), bytearray(value_size)
@@ -112,6 +114,7 @@ class BareLookup:
         self.attr = kattr.MapElemAttr(map_fd=fd, key=ctypes.addressof(self._views[0]),
                                       value=ctypes.addressof(self._views[1]))
         self.addr, self.size = ctypes.addressof(self.attr), ctypes.sizeof(self.attr)
+        self.args = prebuilt_args(LOOKUP, self.attr)
 
 
 class Bench:
@@ -165,11 +168,11 @@ class Bench:
         return len(self.raw_keys)
 
     def floor_syscall(self):
-        key, addr, size = self.bare.key, self.bare.addr, self.bare.size
+        key, args = self.bare.key, self.bare.args
         found = 0
         for raw in self.raw_keys:
             key[:] = raw
-            found += bpf_call(NR_BPF, LOOKUP, addr, size) == 0
+            found += raw_call(*args) == 0
         return found
 
     def iterate(self):
@@ -385,7 +388,8 @@ def layer_loops(bench):
     one; every loop does one lookup per key and returns the count."""
     m, keys, raw_keys = bench.map, bench.shuffled, bench.raw_keys
     ops, bare = bench.elem_ops, bench.bare
-    kbuf, addr, size = bare.key, bare.addr, bare.size
+    kbuf, args = bare.key, bare.args
+    unknown = prebuilt_args(UNKNOWN_CMD, bare.attr)
     pack, unpack = struct.Struct(KEY).pack, struct.Struct(VALUE).unpack
 
     def python_loop():
@@ -395,13 +399,13 @@ def layer_loops(bench):
 
     def unknown_cmd():
         for raw in raw_keys:
-            bpf_call(NR_BPF, UNKNOWN_CMD, addr, size)
+            raw_call(*unknown)
         return len(raw_keys)
 
     def bare_lookup():
         for raw in raw_keys:
             kbuf[:] = raw
-            bpf_call(NR_BPF, LOOKUP, addr, size)
+            raw_call(*args)
         return len(raw_keys)
 
     def elemops():
@@ -421,35 +425,35 @@ def layer_loops(bench):
 
     return [
         ("Python for loop, nothing in it", python_loop),
-        ("ctypes bpf(2), unknown cmd (EINVAL)", unknown_cmd),
-        ("ctypes bpf(2) MAP_LOOKUP_ELEM + key copy", bare_lookup),
+        ("ctypes syscall(), bpf(2) unknown cmd (EINVAL)", unknown_cmd),
+        ("ctypes syscall(), MAP_LOOKUP_ELEM + key copy", bare_lookup),
         ("ElemOps.lookup(key bytes)", elemops),
         ("+ struct pack key / unpack value", elemops_struct),
         ("m[k] (Map + Codec layers)", getitem),
     ]
 
 
-def prebuilt_args_loop(bench):
-    """The bare lookup with syscall() called without argtypes and with prebuilt ctypes
-    arguments: ctypes then converts nothing per call (a candidate for ElemOps)."""
-    func = ctypes.CDLL(None, use_errno=True)["syscall"]
-    func.restype = ctypes.c_long  # a fresh function object: bpf_call's argtypes stay
-    args = (ctypes.c_long(NR_BPF), ctypes.c_long(LOOKUP), ctypes.c_void_p(bench.bare.addr),
-            ctypes.c_ulong(bench.bare.size))
+def argtypes_loop(bench):
+    """The bare lookup through bpf_call, whose argtypes make ctypes convert all four
+    arguments on every call (the element path before it moved to raw_call)."""
     kbuf, raw_keys = bench.bare.key, bench.raw_keys
+    addr, size = bench.bare.addr, bench.bare.size
 
     def loop():
         for raw in raw_keys:
             kbuf[:] = raw
-            func(*args)
+            bpf_call(NR_BPF, LOOKUP, addr, size)
         return len(raw_keys)
-    return "candidate: bare lookup, no argtypes, prebuilt args", loop
+    return COMPARISON + "bare lookup via bpf_call (argtypes)", loop
+
+
+COMPARISON = "for comparison: "
 
 
 def layers(args):
     """Median ns per lookup of each layer on a hash map, and the step between layers."""
     def body(benches):
-        loops = layer_loops(benches[0]) + [prebuilt_args_loop(benches[0])]
+        loops = layer_loops(benches[0]) + [argtypes_loop(benches[0])]
         runs = repeat(args, lambda: [timed(loop)[0] for _, loop in loops])
         return {"layers": [dict(summarise([r[i] for r in runs]), label=label, unit="ns/op")
                            for i, (label, _) in enumerate(loops)]}
@@ -464,7 +468,7 @@ def layers_table(doc):
     for row in doc["layers"]:
         step = "" if previous is None else f"{row['median'] - previous:+,.0f}"
         lines.append(f"{row['label']:52}{cell(row, 'ns/op'):30}{step:>8}")
-        if not row["label"].startswith("candidate"):
+        if not row["label"].startswith(COMPARISON):
             previous = row["median"]
     return "\n".join(lines)
 
