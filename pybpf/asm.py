@@ -489,13 +489,21 @@ def call_local(target: Target) -> Union[Insn, Ref]:
     return _branch(Insn(C.BPF_JMP | C.BPF_CALL, src=C.BPF_PSEUDO_CALL), target, "imm")
 
 
+def ld_func(dst: int, target: Target) -> Union[Insn, Ref]:
+    """``dst`` = the address of a subprogram (a callback for bpf_loop and friends);
+    ``imm`` is its slot offset from the next instruction, as for call_local."""
+    return _branch(ld_imm64(dst, 0, C.BPF_PSEUDO_FUNC), target, "imm")
+
+
 def exit() -> Insn:  # noqa: A001 - the instruction's name
     return Insn(C.BPF_JMP | C.BPF_EXIT)
 
 
-def assemble(items: Iterable[Union[Insn, Ref, str]]) -> List[Insn]:
+def assemble(items: Iterable[Union[Insn, Ref, str]],
+             labels_out: Optional[Dict[str, int]] = None) -> List[Insn]:
     """Resolve labels: a ``str`` item defines a label at the next instruction,
-    a :class:`Ref` (from a builder given a label) jumps to it."""
+    a :class:`Ref` (from a builder given a label) jumps to it. ``labels_out``, a
+    dict, receives each label's slot (where subprograms start, for func_info)."""
     pending: List[Tuple[int, Union[Insn, Ref]]] = []
     labels: Dict[str, int] = {}
     slot = 0
@@ -512,7 +520,9 @@ def assemble(items: Iterable[Union[Insn, Ref, str]]) -> List[Insn]:
         if isinstance(item, Ref):
             if item.label not in labels:
                 raise ValueError("undefined label %r" % item.label)
-            field = "imm" if item.insn.code in _IMM_TARGET else "off"
+            field = "imm" if item.insn.code in _IMM_TARGET or item.insn.code == _LD_IMM64 else "off"
             item = replace(item.insn, **{field: labels[item.label] - (slot + 1)})
         out.append(item)
+    if labels_out is not None:
+        labels_out.update(labels)
     return out

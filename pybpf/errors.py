@@ -69,3 +69,9 @@ def errno_text(err):
     if err == ENOTSUPP:
         return "ENOTSUPP (not supported by this kernel or object type)"
     return f"{_errno.errorcode.get(err, err)} ({os.strerror(err)})"
+
+
+class PipelineError(ValueError):
+    """The filter-reduce pipeline refused a request: a filter it cannot run, a file it
+    cannot read through the kernel, a backend this kernel lacks. The message names the
+    problem and what to do instead."""

@@ -317,6 +317,18 @@ def _helper_answer(ptype, helper_id, log_level=1):
     return not any(word in log for word in _REFUSED), name
 
 
+@functools.lru_cache(maxsize=None)
+def helper_supported(ptype, helper_id):
+    """(True/False, detail): whether programs of ptype may call the helper here, from
+    one probe load per process. False when the program type itself does not load."""
+    ptype = ProgType(ptype)
+    support = probe_program_type(ptype)
+    if not support.available:
+        return False, f"{ptype.name.lower()} programs do not load: {support.detail}"
+    ok, _ = _helper_answer(ptype, helper_id)
+    return ok, "refused by the verifier" if not ok else "available"
+
+
 def _newer_helpers(first_id, ptype=ProgType.SOCKET_FILTER, limit=64):
     """{id: kernel name} of helper ids from first_id up that this kernel knows.
 

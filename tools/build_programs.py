@@ -17,14 +17,21 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = os.path.join(ROOT, "programs")
 MULTIARCH = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}
+# bpf_tracing.h's name for the architecture whose pt_regs kprobe programs read.
+TARGET_ARCH = {"x86_64": "x86", "aarch64": "arm64", "riscv64": "riscv", "s390x": "s390",
+               "ppc64le": "powerpc"}
 
 
 def clang_flags():
     """-g for BTF (map definitions need it), -O2 (the verifier wants optimised code),
-    and the multiarch include dir, since -target bpf does not look there by itself
-    and <linux/bpf.h> includes <asm/types.h>."""
+    the multiarch include dir, since -target bpf does not look there by itself
+    and <linux/bpf.h> includes <asm/types.h>, and the target architecture, whose
+    pt_regs layout kprobe programs read arguments from (PT_REGS_PARM1...)."""
     flags = ["-g", "-O2", "-target", "bpf", "-Wall", "-Werror"]
-    multiarch = MULTIARCH.get(os.uname().machine)
+    machine = os.uname().machine
+    if machine in TARGET_ARCH:
+        flags.append(f"-D__TARGET_ARCH_{TARGET_ARCH[machine]}")
+    multiarch = MULTIARCH.get(machine)
     if multiarch:
         flags += ["-I", f"/usr/include/{multiarch}"]
     return flags

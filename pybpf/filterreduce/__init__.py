@@ -1,0 +1,25 @@
+"""The e2BPF filter-reduce pipeline: numbers in file data are parsed, filtered and
+reduced inside the kernel while the file is read; user space gets only the result.
+
+    with FilterReduce(filter="x % 3 == 0 and x < 0") as fr:
+        print(fr.read("data.txt").to_dict())
+
+Modules, one per part: expr (filter expressions), codegen (expressions as BPF),
+stage (the generated filter stage), backends (where the read path is hooked), pipeline
+(the kernel objects), tenants (who takes part), results, reader (FilterReduce),
+reference (the same computation in user space), sample (test data). The shipped BPF
+side is programs/filterreduce.bpf.c; the shared layouts are programs/filterreduce.h,
+mirrored in layout. docs/filterreduce.md describes the whole, the tenant protocol
+included.
+"""
+from .backends import ORDER as BACKEND_NAMES
+from .backends import Verdict, choose, verdicts
+from .expr import FilterError, parse
+from .pipeline import Pipeline, detach
+from .reader import FilterReduce, Tenant
+from .results import REDUCTIONS, Result
+from .stage import PARSERS
+
+__all__ = ["FilterReduce", "Tenant", "Pipeline", "detach", "Result", "REDUCTIONS",
+           "PARSERS", "BACKEND_NAMES", "Verdict", "choose", "verdicts", "parse",
+           "FilterError"]

@@ -1,0 +1,73 @@
+"""The pipeline's computation in plain Python: the reference its results are checked
+against, and the "pure-Python reader" the benchmark compares with.
+
+The number rules are exactly those of the regular expression ``-?[0-9]+`` scanned
+left to right: a maximal digit run, with the '-' right before it (if any) making it
+negative. Data is read in chunks; a run (and its '-') that reaches the end of a
+chunk is carried into the next, so chunk edges do not change the answer.
+"""
+import re
+import time
+
+from . import expr
+from .layout import INT64_MAX, INT64_MIN
+from .results import Result
+
+_NUMBER = re.compile(rb"-?[0-9]+")
+_TAIL = re.compile(rb"-?[0-9]*\Z")   # what may continue in the next chunk
+
+
+def numbers(chunks):
+    """Every number (as a Python int, of any size) in an iterable of byte chunks."""
+    carry = b""
+    for chunk in chunks:
+        data = carry + chunk
+        cut = _TAIL.search(data).start()
+        carry = data[cut:]
+        yield from map(int, _NUMBER.findall(data, 0, cut))
+    yield from map(int, _NUMBER.findall(carry))
+
+
+def compute(chunks, filter=None):
+    """(Result with backend "python", bytes) over an iterable of byte chunks; filter
+    is an expr.Filter, a source string or None."""
+    flt = expr.parse(filter) if isinstance(filter, str) else filter
+    keep = expr.predicate(flt)
+    size = [0]
+
+    def counted():
+        for chunk in chunks:
+            size[0] += len(chunk)
+            yield chunk
+
+    seen = kept = out = total = 0
+    low = high = None
+    started = time.perf_counter()
+    for x in numbers(counted()):
+        seen += 1
+        if not INT64_MIN <= x <= INT64_MAX:
+            out += 1
+            continue
+        if keep(x):
+            kept += 1
+            total += x
+            if low is None or x < low:
+                low = x
+            if high is None or x > high:
+                high = x
+    return Result(backend="python", parser="re", filter=str(flt) if flt else None,
+                  bytes=size[0], numbers_seen=seen, numbers_kept=kept,
+                  numbers_out_of_range=out, sum=total, min=low, max=high,
+                  seconds=time.perf_counter() - started)
+
+
+def read_file(path, filter=None, chunk=1 << 20):
+    """compute() over the file at path, read chunk bytes at a time."""
+    def chunks():
+        with open(path, "rb") as f:
+            while True:
+                data = f.read(chunk)
+                if not data:
+                    return
+                yield data
+    return compute(chunks(), filter).replace(file=str(path))

@@ -1,0 +1,65 @@
+"""Processes as /proc tells of them: whether one still exists, and when it started.
+
+A process id alone does not name a process for long: pids are reused. The kernel
+tells two holders of one pid apart by the thread group's start time
+(``task->group_leader->start_boottime``, nanoseconds since boot), which /proc shows,
+in clock ticks, as field 22 of /proc/PID/stat. A BPF program can read the
+nanoseconds; user space gets the tick they fall in, so :func:`start_window` gives
+the range of nanoseconds a process's start time lies in.
+"""
+import functools
+import os
+
+
+@functools.lru_cache(maxsize=None)
+def ns_per_tick():
+    """Nanoseconds per clock tick of /proc's times (USER_HZ, 100 on Linux)."""
+    return 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def _boottime_offset(pid):
+    """The boot-time offset of pid's time namespace, in ns (0 outside one): /proc
+    shows start times shifted by it, the kernel's task does not."""
+    try:
+        with open(f"/proc/{pid}/timens_offsets") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) == 3 and fields[0] in ("boottime", "7"):
+                    return int(fields[1]) * 1_000_000_000 + int(fields[2])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def start_ticks(pid):
+    """Field 22 of /proc/pid/stat (the start time in clock ticks since boot), or None
+    when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its end.
+    rest = text[text.rindex(b")") + 2:].split()
+    return int(rest[19])
+
+
+def start_window(pid):
+    """(lo, hi): the nanoseconds since boot the process's start time is in, as
+    ``lo <= task->group_leader->start_boottime < hi``; None when pid does not exist."""
+    ticks = start_ticks(pid)
+    if ticks is None:
+        return None
+    tick = ns_per_tick()
+    lo = ticks * tick - _boottime_offset(pid)
+    return lo, lo + tick
+
+
+def is_same_process(pid, window):
+    """Whether pid still names the process whose start window was taken earlier."""
+    return window is not None and start_window(pid) == tuple(window)
+
+
+def thread_exists(tgid, tid):
+    """Whether thread tid of process tgid is alive."""
+    return os.path.exists(f"/proc/{tgid}/task/{tid}")
