@@ -113,6 +113,7 @@ struct fr_work {
 	__u32 nkept;            /* numbers in kept[] */
 	__u32 user;             /* src is a user-space address */
 	__u32 pad;
+	__u64 stage[12];        /* the filter stage's parse context (see stage.py) */
 };
 
 struct fr_scratch {

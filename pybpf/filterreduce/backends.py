@@ -90,14 +90,24 @@ def _kprobe_support(missing, symbols, absent_hint=""):
                            ": boot one with CONFIG_KPROBES=y and CONFIG_KPROBE_EVENTS=y")
             return
     found = system.kallsyms_types(symbols)
-    if found is not None:
-        for symbol in symbols:
-            if symbol not in found:
-                missing.append(f"{symbol} is not a probe-able function of this kernel "
-                               f"({system.kernel_release()}; not in /proc/kallsyms)"
-                               + absent_hint)
-            elif system.kprobe_blacklisted(symbol):
-                missing.append(f"{symbol} is on the kernel's kprobe blacklist")
+    tracefs = system.find_tracefs()
+    on_notrace = system.config_enabled("CONFIG_KPROBE_EVENTS_ON_NOTRACE")
+    for symbol in symbols:
+        if found is not None and symbol not in found:
+            missing.append(f"{symbol} is not a probe-able function of this kernel "
+                           f"({system.kernel_release()}; not in /proc/kallsyms)"
+                           + absent_hint)
+        elif system.kprobe_blacklisted(symbol):
+            missing.append(f"{symbol} is on the kernel's kprobe blacklist")
+        elif on_notrace is not True and tracefs and system.file_lists_symbol(
+                os.path.join(tracefs, "available_filter_functions"), symbol, 0) is False:
+            # The kernel refuses kprobes on functions ftrace cannot hook ("Could not
+            # probe notrace function") unless built with KPROBE_EVENTS_ON_NOTRACE;
+            # everything in lib/ (iov_iter.c included) is built without ftrace.
+            missing.append(f"{symbol} is a notrace function on this kernel (its source "
+                           f"file is built without ftrace, as all of lib/ is) and "
+                           f"CONFIG_KPROBE_EVENTS_ON_NOTRACE is off, so kprobes on it "
+                           f"are refused; {KERNEL_CONFIG_HINT}")
 
 
 def _helpers(ptype, helpers, missing):

@@ -65,7 +65,7 @@ class Inflight(ctypes.Structure):
 
 class Work(ctypes.Structure):
     _fields_ = [("key", Key), ("src", u64), ("len", u32), ("done", u32), ("piece", u32),
-                ("nkept", u32), ("user", u32), ("pad", u32)]
+                ("nkept", u32), ("user", u32), ("pad", u32), ("stage", u64 * 12)]
 
 
 class Scratch(ctypes.Structure):
