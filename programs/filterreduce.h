@@ -123,8 +123,11 @@ struct fr_scratch {
 };
 
 /* fr_slots: who loaded the program in a slot; claimed with BPF_NOEXIST. */
+#define FR_SLOT_KIND_FILTER 1
+#define FR_SLOT_KIND_REDUCE 2
+
 struct fr_slot {
-	__u32 kind;             /* 1: filter stage, 2: reduce stage */
+	__u32 kind;             /* FR_SLOT_KIND_* */
 	__u32 owner_tgid;       /* 0: the pipeline's own (lives as long as it) */
 	__u64 owner_start_lo;   /* as fr_tenant.start_lo/hi */
 	__u64 owner_start_hi;

@@ -12,7 +12,7 @@ import sys
 
 from ..errors import BPFError
 
-COMMANDS = ["probe", "objects", "load", "run", "links"]
+COMMANDS = ["probe", "objects", "load", "run", "links", "filterreduce"]
 
 
 def main(argv=None):

@@ -278,6 +278,9 @@ def verdicts():
 def choose(name="auto", override=False):
     """(Backend, why): the backend to use. "auto" takes the best that works (with
     override, the best that can also skip the copy); a named one must work here."""
+    if not system.has_bpf_privilege():
+        raise PipelineError("the filter-reduce pipeline loads and attaches BPF programs: "
+                            "run it as root, or with CAP_BPF and CAP_PERFMON")
     if name != "auto":
         backend = get(name)
         v = backend.verdict()

@@ -80,7 +80,7 @@ class _Gen:
                   fix)
         if divisor < 0:                          # from [0, |d|) into (d, 0]
             self.emit(asm.jmp("eq", reg, 0, done),
-                      asm.alu64("sub", reg, tmp) if by == tmp else asm.alu64("add", reg, divisor))
+                      asm.alu64("sub", reg, tmp) if by is tmp else asm.alu64("add", reg, divisor))
         self.emit(done)
 
     # -- conditions ---------------------------------------------------------------
@@ -122,6 +122,13 @@ class _Gen:
                     self.jump_if(part, skip, decisive)
                 self.jump_if(node.parts[-1], target, when)
                 self.emit(skip)
+
+
+def drops_all(flt):
+    """Whether the filter drops every number (its tree folded to False): then the
+    code after filter_code is unreachable, which the verifier refuses outright, so
+    callers leave it out."""
+    return flt is not None and flt.tree == Bool(False)
 
 
 def filter_code(flt, value, temps, drop, prefix):

@@ -180,12 +180,12 @@ def _boolean(node, text):
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
         return Not(_boolean(node.operand, text))
     if isinstance(node, ast.Compare):
-        terms = [_term(node.left, text)] + [_term(c, text) for c in node.comparators]
-        links = []
-        for op, left, right in zip(node.ops, terms, terms[1:]):
+        for op in node.ops:
             if type(op) not in _CMP:
                 _refuse(node, text, _HOW.get(type(op)))
-            links.append(Compare(_CMP[type(op)], left, right))
+        terms = [_term(node.left, text)] + [_term(c, text) for c in node.comparators]
+        links = [Compare(_CMP[type(op)], left, right)
+                 for op, left, right in zip(node.ops, terms, terms[1:])]
         return links[0] if len(links) == 1 else And(tuple(links))
     if isinstance(node, ast.Constant) and isinstance(node.value, bool):
         return Bool(node.value)
@@ -209,7 +209,14 @@ def _term(node, text):
         if not isinstance(inner, Const):
             _refuse(node, text, "negating x (write the comparison the other way round)")
         return Const(-inner.value if isinstance(node.op, ast.USub) else inner.value)
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+    if isinstance(node, ast.BinOp) and not isinstance(node.op, ast.Mod):
+        left, right = _term(node.left, text), _term(node.right, text)
+        if isinstance(left, Const) and isinstance(right, Const):
+            return Const(_constant_arithmetic(node, left.value, right.value, text))
+        op = type(node.op).__name__.lower()
+        _refuse(node, text, f"the operator {op!r} on x (only % with a constant; "
+                            f"arithmetic between constants is fine)")
+    if isinstance(node, ast.BinOp):
         term, divisor = _term(node.left, text), _term(node.right, text)
         if not isinstance(divisor, Const):
             _refuse(node.right, text, "a modulus that is not a constant")
@@ -221,10 +228,28 @@ def _term(node, text):
             raise FilterError(f"modulus {divisor.value}{_where(node.right, text)} does "
                               f"not fit in a signed 64-bit value")
         return Mod(term, divisor.value)
-    if isinstance(node, ast.BinOp):
-        op = type(node.op).__name__.lower()
-        _refuse(node, text, f"the operator {op!r} (only % with a constant)")
     _refuse(node, text)
+
+
+_ARITHMETIC = {ast.Add: int.__add__, ast.Sub: int.__sub__, ast.Mult: int.__mul__,
+               ast.FloorDiv: int.__floordiv__, ast.Pow: int.__pow__,
+               ast.LShift: int.__lshift__, ast.RShift: int.__rshift__,
+               ast.BitAnd: int.__and__, ast.BitOr: int.__or__, ast.BitXor: int.__xor__}
+
+
+def _constant_arithmetic(node, a, b, text):
+    """a op b for two constants, as Python computes it (bounded, so a filter cannot
+    ask for a number with millions of digits)."""
+    op = type(node.op)
+    if op not in _ARITHMETIC:
+        _refuse(node, text, f"the operator {op.__name__.lower()!r}")
+    if (op is ast.Pow and not 0 <= b <= 256) or (op in (ast.LShift, ast.RShift)
+                                                 and not 0 <= b <= 1024):
+        raise FilterError(f"constant {a} {'**' if op is ast.Pow else '<<'} {b}"
+                          f"{_where(node, text)} is out of the range filters compute")
+    if op is ast.FloorDiv and b == 0:
+        raise FilterError(f"division by zero{_where(node, text)}")
+    return _ARITHMETIC[op](a, b)
 
 
 # ---- folding -------------------------------------------------------------------------

@@ -234,6 +234,13 @@ class Pipeline:
             self.maps["fr_slots"][slot] = entry
             self._permanent.add(slot)
 
+    def set_default_filter(self, slot):
+        """Name slot in fr_info as the filter that tenants of other processes use
+        unless they bring their own."""
+        info = self.maps["fr_info"][0]
+        info.default_filter_slot = slot
+        self.maps["fr_info"][0] = info
+
     # -- closing ------------------------------------------------------------------
 
     def close(self):

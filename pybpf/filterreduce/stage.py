@@ -83,6 +83,8 @@ def _emit(p, flt, negative, then, seen=None):
     items += [oor, *_count(R9, "oor", R2), asm.ja(then), value]
     if negative:
         items.append(asm.alu64("neg", R0))
+    if codegen.drops_all(flt):
+        return items + [asm.ja(then)]
     items += codegen.filter_code(flt, R0, (R1, R2, R3), then, f"{p}.f")
     items += [asm.ldx(4, R2, R9, _WORK_NKEPT), asm.jmp("ge", R2, L.KEPT_MAX, full),
               asm.mov64(R1, R2), asm.alu64("lsh", R1, 3), asm.alu64("add", R1, R9),

@@ -1,0 +1,229 @@
+"""``python -m pybpf attach copyout``: the e2BPF filter-reduce pipeline.
+
+    python -m pybpf attach copyout FILE... [--filter EXPR] [--reduce OPS]
+        [--backend auto|copyout|copy_to_iter|syscall] [--parser native|strtol]
+        [--chunk BYTES] [--override] [--json] [--quiet] [--pin DIR]
+    python -m pybpf attach copyout          # the main job: a generated 64 MiB sample,
+                                            # checked against user space
+    python -m pybpf detach DIR              # remove a pipeline left with --pin DIR
+    python -m pybpf gen-numbers OUT SIZE [options]   # test data
+
+Each FILE is read through the pipeline: the kernel parses its numbers, keeps those
+the filter passes and reduces them; the result and the stats (backend, parser, bytes,
+numbers seen and kept, time, throughput) are printed. Exit status 0 when every file
+was processed (and, for the sample, the result matched user space), else 1.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+from ..errors import PipelineError
+from ..filterreduce import (BACKEND_NAMES, PARSERS, REDUCTIONS, FilterReduce, detach,
+                            reference, sample)
+from ..filterreduce.reader import DEFAULT_CHUNK
+from . import emit_json
+
+SAMPLE_SIZE = 64 << 20
+SAMPLE_FILTER = "x >= 500000 or x % 7 == 0"
+SAMPLE_OPTIONS = dict(low=0, high=999_999, negatives=0.25, separators=(b"\n", b" ", b","),
+                      seed=2021)
+
+_JSON_HELP = """\
+--json prints a list with one object per file: file, backend, parser, filter, bytes,
+numbers_seen, numbers_kept, numbers_out_of_range, one key per requested reduction
+(count, sum, min, max, avg; min/max/avg are null when nothing was kept), events,
+overridden, seconds, mb_per_s. For the sample (no FILE), the list holds the pipeline's
+result and the user-space one (backend "python"), and each has "matches"."""
+
+
+def register(sub):
+    p = sub.add_parser("attach", help="attach the filter-reduce pipeline and read files "
+                                      "through it", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = p.add_subparsers(dest="what", metavar="PIPELINE")
+    what.required = True
+    c = what.add_parser("copyout", help="parse, filter and reduce the numbers of files "
+                                        "inside the kernel while they are read",
+                        description=__doc__, epilog=_JSON_HELP,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("files", nargs="*", metavar="FILE",
+                   help="files to read (none: a generated 64 MiB sample, checked against "
+                        "user space)")
+    c.add_argument("--filter", metavar="EXPR",
+                   help="Python expression over x, e.g. 'x >= 100', '10 <= x < 20', "
+                        "'x %% 3 == 0 and x < 0' (default: keep every number; the "
+                        f"sample's: {SAMPLE_FILTER!r})")
+    c.add_argument("--reduce", default=",".join(REDUCTIONS), metavar="OPS",
+                   help=f"comma-separated, from {','.join(REDUCTIONS)} (default: all)")
+    c.add_argument("--backend", default="auto", choices=("auto",) + BACKEND_NAMES,
+                   help="where to hook the read path (default: the best this kernel has)")
+    c.add_argument("--parser", default="native", choices=PARSERS,
+                   help="native: a digit loop; strtol: bpf_strtoul per number (the "
+                        "thesis's way)")
+    c.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, metavar="BYTES",
+                   help=f"bytes per read() (default {DEFAULT_CHUNK})")
+    c.add_argument("--override", action="store_true",
+                   help="skip the copy to user space (copyout backend on a kernel built "
+                        "with kernel-config/)")
+    c.add_argument("--pin", metavar="DIR",
+                   help="leave the pipeline attached and pinned under DIR (bpffs) for "
+                        "other processes; remove it with: python -m pybpf detach DIR")
+    c.add_argument("--sample-size", type=_size, default=SAMPLE_SIZE, metavar="SIZE",
+                   help="size of the generated sample when no FILE is given (default 64M)")
+    c.add_argument("--json", action="store_true", help="print JSON (see below)")
+    c.add_argument("--quiet", action="store_true",
+                   help="print only the results: no progress, no backend notes")
+    c.set_defaults(func=run_attach)
+
+    d = sub.add_parser("detach", help="remove a pipeline pinned with attach --pin",
+                       description="Remove the filter-reduce pipeline pinned under DIR: its "
+                                   "links (which detaches it), its maps and DIR itself.")
+    d.add_argument("directory", metavar="DIR")
+    d.set_defaults(func=run_detach)
+
+    g = sub.add_parser("gen-numbers", help="write a file of numbers (test data)",
+                       description="Write SIZE bytes of numbers to OUT, e.g. "
+                                   "gen-numbers data.txt 64M --filter 'x >= 500000' "
+                                   "--filter-factor 0.25")
+    g.add_argument("out", metavar="OUT")
+    g.add_argument("size", type=_size, metavar="SIZE", help="bytes, or with K, M, G")
+    g.add_argument("--min", type=int, default=0, help="smallest magnitude (default 0)")
+    g.add_argument("--max", type=int, default=999_999, help="largest magnitude")
+    g.add_argument("--negatives", type=float, default=0.0, metavar="SHARE",
+                   help="share of negative numbers, 0..1")
+    g.add_argument("--separators", default="\\n", metavar="CHARS",
+                   help="separator characters to draw from (backslash escapes allowed; "
+                        "default \\n)")
+    g.add_argument("--filter", metavar="EXPR", help="the filter the factor refers to")
+    g.add_argument("--filter-factor", type=float, metavar="SHARE",
+                   help="share of numbers --filter drops, 0..1")
+    g.add_argument("--seed", type=int, default=0)
+    g.set_defaults(func=run_gen)
+
+
+def _size(text):
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().rstrip("ib")
+    try:
+        return int(t[:-1]) * units[t[-1]] if t and t[-1] in units else int(t)
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (bytes, or with K, M, G)")
+
+
+class _Progress:
+    """A progress line on stderr when it is a terminal and the work lasts > 1 s."""
+
+    def __init__(self, enabled):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.shown = 0.0
+
+    def __call__(self, done, total):
+        now = time.monotonic()
+        if not self.enabled or now - self.started < 1 or now - self.shown < 0.2:
+            return
+        self.shown = now
+        rate = done / (now - self.started) / 1e6
+        sys.stderr.write(f"\r  {done / 2**20:.1f} of {total / 2**20:.1f} MiB, "
+                         f"{rate:.0f} MB/s ")
+        sys.stderr.flush()
+
+    def clear(self):
+        if self.enabled and self.shown:
+            sys.stderr.write("\r" + " " * 40 + "\r")
+            sys.stderr.flush()
+        self.started, self.shown = time.monotonic(), 0.0
+
+
+def _describe(res, reductions):
+    lines = [f"{res.file}: backend {res.backend}, parser {res.parser}, "
+             f"filter {res.filter or '(none: every number)'}",
+             f"  bytes {res.bytes}, numbers seen {res.numbers_seen}, kept "
+             f"{res.numbers_kept}" + (f", out of range {res.numbers_out_of_range}"
+                                      if res.numbers_out_of_range else "")]
+    shown = []
+    for r in reductions:
+        v = res.value(r)
+        shown.append(f"{r} {'-' if v is None else (f'{v:.6g}' if isinstance(v, float) else v)}")
+    lines.append("  " + "  ".join(shown))
+    if res.throughput:
+        lines.append(f"  {res.seconds:.3f} s, {res.throughput / 1e6:.0f} MB/s")
+    return "\n".join(lines)
+
+
+def run_attach(args):
+    if args.pin and args.override:
+        raise PipelineError("--override with --pin would skip copies for every tenant "
+                            "of the pinned pipeline; register tenants with the override "
+                            "flag instead (docs/filterreduce.md)")
+    sample_run = not args.files and not args.pin
+    flt = args.filter if args.filter is not None else (SAMPLE_FILTER if sample_run else None)
+    with FilterReduce(flt, args.reduce, backend=args.backend, parser=args.parser,
+                      chunk=args.chunk, override=args.override) as fr:
+        if not args.quiet and not args.json:
+            print(f"pybpf: backend {fr.why}", file=sys.stderr)
+        if sample_run:
+            return _sample(fr, args)
+        progress = _Progress(not args.quiet)
+        results = []
+        for path in args.files:
+            res = fr.read(path, progress=progress)
+            progress.clear()
+            results.append(res)
+            if not args.json:
+                print(_describe(res, fr.reductions))
+        if args.json:
+            emit_json([r.to_dict(fr.reductions) for r in results])
+        if args.pin:
+            fr.pipeline.pin(args.pin)
+            fr.pipeline.set_default_filter(fr.slot)
+            if not args.quiet:
+                print(f"pybpf: pipeline pinned under {args.pin} ({fr.backend} backend, "
+                      f"filter slot {fr.slot}); remove it with: python -m pybpf detach "
+                      f"{args.pin}", file=sys.stderr)
+    return 0
+
+
+def _sample(fr, args):
+    """The main job: a generated sample through the pipeline and through user space."""
+    progress = _Progress(not args.quiet)
+    with tempfile.TemporaryDirectory(prefix="pybpf-sample-") as tmp:
+        path = os.path.join(tmp, "numbers.txt")
+        started = time.perf_counter()
+        sample.generate(path, args.sample_size, **SAMPLE_OPTIONS)
+        if not args.quiet and not args.json:
+            print(f"pybpf: generated a {args.sample_size / 2**20:.0f} MiB sample in "
+                  f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
+        res = fr.read(path, progress=progress)
+        progress.clear()
+        ref = reference.read_file(path, fr.filter)
+    matches = res.same_numbers(ref)
+    if args.json:
+        emit_json([dict(r.to_dict(fr.reductions), matches=matches) for r in (res, ref)])
+    else:
+        print(_describe(res.replace(file="sample (pipeline)"), fr.reductions))
+        print(_describe(ref.replace(file="sample (user space, Python)"), fr.reductions))
+        verdict = "the results match" if matches else "THE RESULTS DIFFER"
+        speed = f"; the pipeline was {ref.seconds / res.seconds:.0f}x as fast as the " \
+                f"Python reader" if res.seconds else ""
+        print(f"{verdict}{speed}")
+    return 0 if matches else 1
+
+
+def run_detach(args):
+    removed = detach(args.directory)
+    print(f"pybpf: removed {len(removed)} pins and {args.directory}", file=sys.stderr)
+    return 0
+
+
+def run_gen(args):
+    seps = tuple(args.separators.encode().decode("unicode_escape").encode("latin-1"))
+    count = sample.generate(args.out, args.size, low=args.min, high=args.max,
+                            negatives=args.negatives, separators=[bytes([c]) for c in seps],
+                            filter=args.filter, filter_factor=args.filter_factor,
+                            seed=args.seed)
+    print(f"pybpf: wrote {args.size} bytes ({count} numbers) to {args.out}",
+          file=sys.stderr)
+    return 0
