@@ -1,10 +1,11 @@
-"""What the running kernel supports, and which filter-reduce backend it allows.
+"""What the running kernel supports.
 
 ``probe()`` answers what ``bpftool feature probe kernel`` answers (which program types
 load, which map types can be created, which helpers each program type may call) and
-what the e2BPF pipeline needs besides: kprobe and tracepoint support, whether
-``copyout`` can be probed, whether ``bpf_override_return`` can skip the copy, and so
-which backend ``attach`` will use and what a user must change to get the copyout one.
+the tracing facts the e2BPF pipeline's backends depend on: kprobe and tracepoint
+support, whether ``copyout`` can be probed and overridden. Which backend works, and
+why not the others, is pybpf.filterreduce.backends' verdict over those facts (the
+``probe`` command prints both).
 
 Every answer comes from asking the kernel: a program type "loads" when a minimal
 program of that type (``r0 = 0; exit``) is accepted, a helper is available to a type
@@ -31,7 +32,6 @@ from .errors import ENOTSUPP
 from .programs import Program
 
 COPYOUT = "copyout"
-BACKENDS = ("copyout-kprobe", "syscall-tracepoints", "none")
 
 # The verifier's words for "this program type may not call this helper": older kernels
 # say "unknown func NAME#ID", newer ones (6.18 here) "program of this type cannot use
@@ -154,16 +154,6 @@ class HelperMatrix(_Record):
 
 
 @dataclasses.dataclass
-class Backend(_Record):
-    """One way the filter-reduce pipeline can hook read(), and what it lacks here."""
-    name: str
-    usable: bool
-    missing: List[str]  # what stops it, each with the change that fixes it
-    notes: List[str]  # what works in a reduced way, and what could not be checked
-    mode: Optional[str] = None  # copyout-kprobe: "zero-copy" or "copy"
-
-
-@dataclasses.dataclass
 class ProbeResult:
     """Everything probe() found. Names of types are lower case ("socket_filter"), of
     helpers the kernel's ("bpf_strtol")."""
@@ -172,9 +162,6 @@ class ProbeResult:
     program_types: Dict[str, TypeSupport]
     map_types: Dict[str, TypeSupport]
     helpers: Optional[HelperMatrix]  # None when probe(helpers=False)
-    pipeline_helpers: Dict[str, Dict[str, Optional[bool]]]  # type -> helper -> answer
-    backends: Dict[str, Backend]
-    backend: str  # the one attach will use: one of BACKENDS
     seconds: Dict[str, float]
     mounted: List[str]  # what probe(mount=True) mounted
 
@@ -186,11 +173,6 @@ class ProbeResult:
             "program_types": {k: v.to_dict() for k, v in self.program_types.items()},
             "map_types": {k: v.to_dict() for k, v in self.map_types.items()},
             "helpers": self.helpers.to_dict() if self.helpers else None,
-            "pipeline": {
-                "backend": self.backend,
-                "helpers": self.pipeline_helpers,
-                "backends": {k: v.to_dict() for k, v in self.backends.items()},
-            },
             "seconds": self.seconds,
             "mounted": self.mounted,
         }
@@ -519,126 +501,13 @@ def _lockdown_detail(mode, source):
             f"boot would not show)")
 
 
-# ---- the pipeline's verdict ---------------------------------------------------------
-
-# Helpers the backends call, per program type: strtol parses the tenant's arguments,
-# probe_read_user reads the bytes read() returned, override_return skips the copy.
-PIPELINE_HELPERS = {
-    "kprobe": (HelperId.strtol, HelperId.probe_read_user, HelperId.override_return),
-    "tracepoint": (HelperId.strtol, HelperId.probe_read_user),
-}
-
-
-def _pipeline_helpers(program_types, matrix):
-    """Answers for PIPELINE_HELPERS, from the matrix or from loads of their own."""
-    out = {}
-    for tname, ids in PIPELINE_HELPERS.items():
-        loads = program_types[tname].available
-        out[tname] = {}
-        for h in ids:
-            answer = matrix.is_available(tname, h) if matrix else None
-            if answer is None and loads:
-                answer = _helper_answer(ProgType[tname.upper()], h)[0]
-            out[tname][helper_name(h)] = answer if loads else False
-    return out
-
-
-def copyout_backend(kernel_types, tracing, helpers):
-    """The copyout kprobe backend: usable, and in which mode, from probe()'s findings
-    (program types by name, probe_tracing()'s dict, pipeline helper answers)."""
-    symbol, facts, cfg = tracing["symbol"], tracing["symbol_facts"], tracing["config"]
-    missing, notes = [], []
-    kprobe_type = kernel_types["kprobe"]
-    if not kprobe_type.available:
-        missing.append(f"kprobe programs do not load ({kprobe_type.detail})")
-    kprobes = tracing["kprobes"]
-    if kprobes.ok is False and cfg["CONFIG_KPROBES"] is False:
-        missing.append("this kernel has CONFIG_KPROBES off: boot a kernel with kprobes "
-                       "enabled (CONFIG_KPROBES=y, CONFIG_KPROBE_EVENTS=y)")
-    elif kprobes.ok is False:
-        missing.append(f"this kernel cannot create kprobes ({kprobes.detail}): boot one "
-                       f"with CONFIG_KPROBES=y and CONFIG_KPROBE_EVENTS=y")
-    elif kprobes.ok is None:
-        notes.append(f"could not tell whether kprobes work: {kprobes.detail}")
-    if facts["in_kallsyms"] is False:
-        missing.append(f"{symbol} is not a probe-able symbol (not in /proc/kallsyms: stock "
-                       f"kernels inline it): build the kernel with the patches in "
-                       f"kernel-config/")
-    elif facts["kprobe_blacklisted"]:
-        missing.append(f"{symbol} is on the kprobe blacklist: build the kernel with the "
-                       f"patches in kernel-config/")
-    elif facts["kprobe_blacklisted"] is None and facts["in_kallsyms"]:
-        notes.append("the kprobe blacklist was not checked (debugfs is not mounted)")
-    if helpers["kprobe"]["bpf_strtol"] is False and kprobe_type.available:
-        missing.append("kprobe programs may not call bpf_strtol (a kernel before 5.2)")
-    zero_copy, note = _override(cfg, facts, helpers, symbol)
-    if note:
-        notes.append(note)
-    return Backend("copyout-kprobe", not missing, missing, notes,
-                   "zero-copy" if zero_copy else "copy")
-
-
-def _override(cfg, facts, helpers, symbol):
-    """(usable, note): whether bpf_override_return can make copyout return without
-    copying, and what the user should know about it (None: nothing)."""
-    copy = "bpf_override_return unavailable, the pipeline will copy data and report " \
-           "results through maps"
-    if cfg["CONFIG_FUNCTION_ERROR_INJECTION"] is False:
-        return False, f"CONFIG_FUNCTION_ERROR_INJECTION is off: {copy}"
-    if cfg["CONFIG_BPF_KPROBE_OVERRIDE"] is False:
-        return False, f"CONFIG_BPF_KPROBE_OVERRIDE is off: {copy}"
-    if helpers["kprobe"]["bpf_override_return"] is False:
-        return False, f"kprobe programs may not call bpf_override_return: {copy}"
-    if facts["error_injectable"] is False:
-        return False, (f"{symbol} is not on the error-injection list (it needs "
-                       f"ALLOW_ERROR_INJECTION, see kernel-config/): {copy}")
-    if facts["error_injectable"] is None:
-        return True, (f"the error-injection list was not checked (debugfs is not "
-                      f"mounted): zero-copy mode assumes {symbol} is on it")
-    return True, None
-
-
-def tracepoint_backend(kernel_types, tracing, helpers):
-    """The syscall tracepoint backend (sys_enter_read records the buffer, sys_exit_read
-    reads what read() returned), from the same findings as copyout_backend."""
-    missing, notes = [], []
-    tp_type = kernel_types["tracepoint"]
-    if not tp_type.available:
-        missing.append(f"tracepoint programs do not load ({tp_type.detail})")
-    if tracing["pmus"]["tracepoint"] is None:
-        missing.append("no tracepoint PMU in /sys/bus/event_source/devices: boot a kernel "
-                       "with CONFIG_PERF_EVENTS and CONFIG_EVENT_TRACING")
-    tps = tracing["read_tracepoints"]
-    if tps.ok is False:
-        missing.append(f"syscalls:sys_enter_read/sys_exit_read are missing ({tps.detail}): "
-                       f"boot a kernel with CONFIG_FTRACE_SYSCALLS=y")
-    elif tps.ok is None:
-        notes.append(f"could not check the read() tracepoints: {tps.detail}")
-    if not tracing["tracefs_mountable"]:
-        missing.append("no tracefs in this kernel (CONFIG_TRACING): tracepoint ids live there")
-    for name, since in (("bpf_strtol", "5.2"), ("bpf_probe_read_user", "5.5")):
-        if helpers["tracepoint"][name] is False and tp_type.available:
-            missing.append(f"tracepoint programs may not call {name} (a kernel before "
-                           f"{since}, or lockdown=confidentiality)")
-    return Backend("syscall-tracepoints", not missing, missing, notes)
-
-
-def choose_backend(backends):
-    """The backend attach uses: copyout when it works, else syscall tracepoints."""
-    for name in BACKENDS[:-1]:
-        if backends[name].usable:
-            return name
-    return "none"
-
-
 # ---- everything ---------------------------------------------------------------------
 
 def probe(helpers=True, full=False, mount=False, symbol=COPYOUT):
     """Probe the running kernel. Needs root (CAP_BPF + CAP_PERFMON at least) for
     meaningful answers: without them every load is refused.
 
-    ``helpers=False`` skips the helper matrix (the pipeline's own helpers are still
-    probed); ``full=True`` also probes NOISY_HELPERS; ``mount=True`` first mounts
+    ``helpers=False`` skips the helper matrix; ``full=True`` also probes NOISY_HELPERS; ``mount=True`` first mounts
     tracefs, debugfs and securityfs (see mount_tracing_filesystems).
     """
     started = time.perf_counter()
@@ -653,11 +522,5 @@ def probe(helpers=True, full=False, mount=False, symbol=COPYOUT):
     matrix = probe_helpers(prog_types, full) if helpers else None
     seconds["helpers"] = matrix.seconds if matrix else 0.0
     kernel, tracing = probe_kernel(), probe_tracing(symbol)
-    pipeline_helpers = _pipeline_helpers(prog_types, matrix)
-    backends = {
-        "copyout-kprobe": copyout_backend(prog_types, tracing, pipeline_helpers),
-        "syscall-tracepoints": tracepoint_backend(prog_types, tracing, pipeline_helpers),
-    }
     seconds["total"] = time.perf_counter() - started
-    return ProbeResult(kernel, tracing, prog_types, map_types, matrix, pipeline_helpers,
-                       backends, choose_backend(backends), seconds, mounted)
+    return ProbeResult(kernel, tracing, prog_types, map_types, matrix, seconds, mounted)

@@ -1,13 +1,17 @@
 """``python -m pybpf probe``: what the running kernel supports, for people or programs.
 
-The answers come from :func:`pybpf.probe.probe`; this module parses options and formats
-them. The text starts with the verdict people come for (which filter-reduce backend
-works here and what to change to get the copyout one), then the details by group.
+The answers come from :func:`pybpf.probe.probe` and, for the filter-reduce pipeline,
+from :func:`pybpf.filterreduce.backends.verdicts`; this module parses options and
+formats them. The text starts with the verdict people come for (which filter-reduce
+backend works here and what to change to get the copyout one), then the details by
+group.
 """
 import argparse
 import textwrap
 
 from .. import probe as _probe
+from ..filterreduce import backends as _backends
+from ..filterreduce import facts as _facts
 from . import emit_json
 
 _DESCRIPTION = """\
@@ -17,11 +21,12 @@ kernel`), and what the e2BPF filter-reduce pipeline needs: kprobes, the read()
 syscall tracepoints, a probe-able copyout, bpf_override_return. Needs root."""
 
 _EPILOG = """\
-The verdict names the backend `attach` will use:
-  copyout-kprobe       a kprobe on copyout (a kernel built with kernel-config/);
-                       zero-copy mode when bpf_override_return can skip the copy
-  syscall-tracepoints  syscalls:sys_enter_read/sys_exit_read on a stock kernel
-  none                 neither works; the reasons say what to change
+The verdict names the backend `attach copyout` will use, the best that works:
+  copyout        kprobes on copyout and _copy_to_iter (a kernel built with
+                 kernel-config/); can skip the copy when bpf_override_return works
+  copy_to_iter   a kprobe on _copy_to_iter (kernels that allow kprobes on it)
+  syscall        the read() family's syscall tracepoints (stock kernels)
+  none           none works; the reasons say what to change
 Nothing is mounted unless --mount is given; without tracefs, debugfs and securityfs
 some answers come from the kernel config or are reported as unknown."""
 
@@ -50,12 +55,29 @@ def register(subparsers):
     p.set_defaults(func=run)
 
 
+class Report:
+    """The probe's findings with the pipeline's verdict over them."""
+
+    def __init__(self, result, verdicts):
+        self.result, self.verdicts = result, verdicts
+        usable = [name for name, v in verdicts.items() if v.usable]
+        self.backend = usable[0] if usable else "none"
+
+    def to_dict(self):
+        """The JSON document of ``python -m pybpf probe --json``."""
+        doc = self.result.to_dict()
+        doc["pipeline"] = {"backend": self.backend,
+                           "backends": {n: v.to_dict() for n, v in self.verdicts.items()}}
+        return doc
+
+
 def run(args):
     result = _probe.probe(helpers=args.helpers, full=args.full, mount=args.mount)
+    report = Report(result, _backends.verdicts(_facts.gather(mount=args.mount)))
     if args.json:
-        emit_json(result.to_dict())
+        emit_json(report.to_dict())
     else:
-        print(format_text(result, verbose=args.verbose))
+        print(format_text(report, verbose=args.verbose))
     return 0
 
 
@@ -93,15 +115,17 @@ def _words(words, indent=_INDENT):
     return _wrap(" ".join(words), indent, indent) or [indent + "(none)"]
 
 
-def format_text(result, verbose=False):
-    sections = [_summary(result), _kernel(result), _tracing(result),
+def format_text(report, verbose=False):
+    result = report.result
+    sections = [_summary(report), _kernel(result), _tracing(result),
                 _types("Program types", "load", result.program_types),
                 _types("Map types", "can be created", result.map_types),
                 _helpers(result.helpers, verbose)]
     return "\n\n".join("\n".join(lines) for lines in sections if lines)
 
 
-def _summary(result):
+def _summary(report):
+    result = report.result
     k, s = result.kernel, result.seconds
     timing = f"probed in {s['total']:.2f} s"
     if result.helpers:
@@ -112,13 +136,13 @@ def _summary(result):
                      "refuses most loads, so most answers below are \"no\"; run as root")
     if result.mounted:
         lines.append(f"mounted for this probe: {', '.join(result.mounted)}")
-    lines += ["", "Summary", f"{_INDENT}filter-reduce backend: {result.backend}"]
-    for backend in result.backends.values():
-        state = "usable" if backend.usable else "unavailable"
-        if backend.mode:
-            state += f" ({backend.mode} mode)" if backend.usable else ""
-        lines.append(f"{_INDENT}{backend.name}: {state}")
-        lines += _bullets(backend.missing + backend.notes)
+    lines += ["", "Summary", f"{_INDENT}filter-reduce backend: {report.backend}"]
+    for v in report.verdicts.values():
+        state = "usable" if v.usable else "unavailable"
+        if v.usable and v.backend == "copyout":
+            state += " (can skip the copy)" if v.can_override else " (copies)"
+        lines.append(f"{_INDENT}{v.backend}: {state}")
+        lines += _bullets(list(v.missing) + list(v.notes))
     loads = sum(t.available for t in result.program_types.values())
     creates = sum(t.available for t in result.map_types.values())
     lines.append(f"{_INDENT}program types: {loads} of {len(result.program_types)} load; "
@@ -156,9 +180,6 @@ def _tracing(result):
         ("ftrace-able", "ftrace_able"), ("error-injectable", "error_injectable")))
     pmus = ", ".join(f"{name}: {'type %d' % n if n is not None else 'none'}"
                      for name, n in t["pmus"].items())
-    helpers = "; ".join(
-        f"{ptype}: " + ", ".join(f"{name} {_yes_no(ok)}" for name, ok in answers.items())
-        for ptype, answers in result.pipeline_helpers.items())
     tracefs = _mounted(t["tracefs"], "tracefs", "/sys/kernel/tracing")
     if not t["tracefs"] and not t["tracefs_mountable"]:
         tracefs = "not available in this kernel"
@@ -170,7 +191,6 @@ def _tracing(result):
         ("kprobes", _answer(t["kprobes"])),
         ("read() tracepoints", _answer(t["read_tracepoints"])),
         (t["symbol"], symbol),
-        ("pipeline helpers", helpers),
     ])
 
 

@@ -18,17 +18,17 @@ the stages); they differ in where the bytes are taken and what the kernel must h
     preadv2() are followed; anything else (multi-segment vectors, mmap, splice,
     io_uring) is not, and shows up as bytes the pipeline did not see.
 
-:func:`verdicts` says, for the running kernel, which backends work and what is
-missing for the others; :func:`choose` picks the best that works.
+:func:`verdicts` says, for a kernel's facts (facts.py; the running kernel's by
+default), which backends work and what is missing for the others; :func:`choose`
+picks the best that works. A verdict is a plain function of the facts.
 """
 import dataclasses
-import os
 from typing import Tuple
 
 from .. import attach as _attach
 from ..errors import PipelineError
-from ..kernel import system
 from ..kernel.constants import HelperId, ProgType
+from . import facts as F
 from . import layout as L
 
 ORDER = ("copyout", "copy_to_iter", "syscall")   # best first
@@ -62,6 +62,7 @@ class Backend:
     prog_type = ProgType.TRACEPOINT
     dispatchers = ()              # programs of the shipped object this backend runs
     stage_suffix = "tp"           # which flavour of fr_feed_*/fr_reduce_* it needs
+    helpers = ()                  # (helper, why) its programs call
 
     @property
     def programs(self):
@@ -72,60 +73,34 @@ class Backend:
         """Attach the dispatchers (name -> Program); returns the links."""
         raise NotImplementedError
 
-    def verdict(self):
+    def verdict(self, facts):
+        missing = list(self.missing(facts))
+        for helper, why in self.helpers:
+            if facts.privileged and facts.helper(self.prog_type, helper) is False:
+                missing.append(f"{self.prog_type.name.lower()} programs may not call "
+                               f"bpf_{helper.name} here ({why})")
+        return self._verdict(facts, tuple(missing))
+
+    def missing(self, facts):
         raise NotImplementedError
+
+    def _verdict(self, facts, missing):
+        return Verdict(self.name, not missing, missing)
 
     def __repr__(self):
         return f"<backend {self.name}>"
 
 
-def _kprobe_support(missing, symbols, absent_hint=""):
-    """Append to missing what keeps kprobes on symbols from working here."""
-    if system.pmu_type("kprobe") is None:
-        tracefs = system.find_tracefs()
-        if not (tracefs and os.path.exists(os.path.join(tracefs, "kprobe_events"))):
-            off = system.config_enabled("CONFIG_KPROBES") is False
-            missing.append("this kernel has no kprobes" + (" (CONFIG_KPROBES is off)" if off
-                                                            else "") +
-                           ": boot one with CONFIG_KPROBES=y and CONFIG_KPROBE_EVENTS=y")
-            return
-    found = system.kallsyms_types(symbols)
-    tracefs = system.find_tracefs()
-    on_notrace = system.config_enabled("CONFIG_KPROBE_EVENTS_ON_NOTRACE")
-    for symbol in symbols:
-        if found is not None and symbol not in found:
-            missing.append(f"{symbol} is not a probe-able function of this kernel "
-                           f"({system.kernel_release()}; not in /proc/kallsyms)"
-                           + absent_hint)
-        elif system.kprobe_blacklisted(symbol):
-            missing.append(f"{symbol} is on the kernel's kprobe blacklist")
-        elif on_notrace is not True and tracefs and system.file_lists_symbol(
-                os.path.join(tracefs, "available_filter_functions"), symbol, 0) is False:
-            # The kernel refuses kprobes on functions ftrace cannot hook ("Could not
-            # probe notrace function") unless built with KPROBE_EVENTS_ON_NOTRACE;
-            # everything in lib/ (iov_iter.c included) is built without ftrace.
-            missing.append(f"{symbol} is a notrace function on this kernel (its source "
-                           f"file is built without ftrace, as all of lib/ is) and "
-                           f"CONFIG_KPROBE_EVENTS_ON_NOTRACE is off, so kprobes on it "
-                           f"are refused; {KERNEL_CONFIG_HINT}")
-
-
-def _helpers(ptype, helpers, missing):
-    from ..probe import helper_supported
-    for helper, why in helpers:
-        ok, detail = helper_supported(ptype, helper)
-        if ok is False:
-            missing.append(f"{ptype.name.lower()} programs may not call "
-                           f"bpf_{helper.name} ({why}; {detail})")
-
-
 _LOOP = (HelperId.loop, "the parser's loop, kernel 5.17+")
+_STRTOUL = (HelperId.strtoul, "the strtol parser, kernel 5.2+")
 
 
 class SyscallBackend(Backend):
     name, code = "syscall", L.BACKEND_SYSCALL
     prog_type, stage_suffix = ProgType.TRACEPOINT, "tp"
     dispatchers = ("fr_sys_enter_buf", "fr_sys_enter_iov", "fr_sys_exit")
+    helpers = (_LOOP, _STRTOUL,
+               (HelperId.probe_read_user, "reading the bytes read() returned, 5.5+"))
     ENTER_BUF = ("read", "pread64")
     ENTER_IOV = ("readv", "preadv", "preadv2")
 
@@ -145,33 +120,19 @@ class SyscallBackend(Backend):
             raise
         return links
 
-    def verdict(self):
-        missing = []
-        tracefs = system.find_tracefs()
-        if tracefs is None and system.filesystem_supported("tracefs"):
-            try:
-                system.mount("tracefs", system.TRACEFS_PATHS[0], "tracefs")
-                tracefs = system.TRACEFS_PATHS[0]
-            except OSError:
-                pass
-        if tracefs is None:
-            missing.append("tracefs is not available (CONFIG_TRACING), so there are no "
-                           "tracepoints to attach to")
-        else:
-            absent = [f"sys_{w}_{c}" for c in self.ENTER_BUF + self.ENTER_IOV
-                      for w in ("enter", "exit")
-                      if not system.tracepoint_exists(tracefs, "syscalls", f"sys_{w}_{c}")]
-            if absent:
-                missing.append(f"no syscall tracepoints {', '.join(absent[:3])}... "
-                               f"(boot a kernel with CONFIG_FTRACE_SYSCALLS=y)")
-        if system.pmu_type("tracepoint") is None:
-            missing.append("no tracepoint PMU (CONFIG_PERF_EVENTS, CONFIG_EVENT_TRACING)")
-        _helpers(ProgType.TRACEPOINT, (_LOOP, (HelperId.probe_read_user,
-                                               "reading the bytes read() returned, 5.5+")),
-                 missing)
-        return Verdict(self.name, not missing, tuple(missing),
-                       ("the data is copied to user space, then read back by the "
-                        "pipeline",))
+    def missing(self, facts):
+        if not facts.tracefs:
+            yield "tracefs is not available (CONFIG_TRACING), so there are no tracepoints"
+        elif facts.missing_tracepoints:
+            yield (f"no syscall tracepoints {', '.join(facts.missing_tracepoints[:4])}"
+                   f"{'...' if len(facts.missing_tracepoints) > 4 else ''} "
+                   f"(boot a kernel with CONFIG_FTRACE_SYSCALLS=y)")
+        if not facts.tracepoint_pmu:
+            yield "no tracepoint PMU (CONFIG_PERF_EVENTS, CONFIG_EVENT_TRACING)"
+
+    def _verdict(self, facts, missing):
+        return Verdict(self.name, not missing, missing,
+                       ("the data is copied to user space, then read back from there",))
 
 
 class _KprobeBackend(Backend):
@@ -179,6 +140,8 @@ class _KprobeBackend(Backend):
     prog_type, stage_suffix = ProgType.KPROBE, "kp"
     kprobes = ()
     absent_hint = ""
+    helpers = (_LOOP, _STRTOUL,
+               (HelperId.probe_read_kernel, "reading the kernel's buffer, 5.5+"))
 
     @property
     def dispatchers(self):
@@ -195,20 +158,35 @@ class _KprobeBackend(Backend):
             raise
         return links
 
-    def missing(self):
-        missing = []
-        _kprobe_support(missing, [f for _, f in self.kprobes], self.absent_hint)
-        _helpers(ProgType.KPROBE, (_LOOP, (HelperId.probe_read_kernel,
-                                           "reading the kernel's buffer, 5.5+")), missing)
-        return tuple(missing)
+    def missing(self, facts):
+        if facts.kprobes is False:
+            off = facts.config.get("CONFIG_KPROBES") is False
+            yield ("this kernel has no kprobes" + (" (CONFIG_KPROBES is off)" if off else "")
+                   + ": boot one with CONFIG_KPROBES=y and CONFIG_KPROBE_EVENTS=y")
+            return
+        for _, function in self.kprobes:
+            sym = facts.symbol(function)
+            if sym.in_kallsyms is False:
+                yield (f"{function} is not a probe-able function of this kernel "
+                       f"({facts.release}; not in /proc/kallsyms){self.absent_hint}")
+            elif sym.blacklisted:
+                yield f"{function} is on the kernel's kprobe blacklist"
+            elif sym.ftrace_able is False and \
+                    facts.config.get("CONFIG_KPROBE_EVENTS_ON_NOTRACE") is not True:
+                # The kernel refuses kprobes on functions ftrace cannot hook ("Could not
+                # probe notrace function") unless built with KPROBE_EVENTS_ON_NOTRACE,
+                # and all of lib/ (iov_iter.c included) is built without ftrace.
+                yield (f"{function} is a notrace function on this kernel (its source "
+                       f"file is built without ftrace, as all of lib/ is) and "
+                       f"CONFIG_KPROBE_EVENTS_ON_NOTRACE is off, so kprobes on it are "
+                       f"refused; {KERNEL_CONFIG_HINT}")
 
 
 class CopyToIterBackend(_KprobeBackend):
     name, code = "copy_to_iter", L.BACKEND_COPY_TO_ITER
     kprobes = (("fr_copy_to_iter", "_copy_to_iter"),)
 
-    def verdict(self):
-        missing = self.missing()
+    def _verdict(self, facts, missing):
         return Verdict(self.name, not missing, missing,
                        ("sees the kernel's buffer before the copy; cannot skip the copy "
                         "(_copy_to_iter is not error-injectable)",))
@@ -219,44 +197,28 @@ class CopyoutBackend(_KprobeBackend):
     kprobes = (("fr_copyout_arm", "_copy_to_iter"), ("fr_copyout", "copyout"))
     absent_hint = f": stock kernels inline copyout; {KERNEL_CONFIG_HINT}"
 
-    def verdict(self):
-        missing = self.missing()
-        override, note = self.override_verdict()
+    def _verdict(self, facts, missing):
+        override, note = override_verdict(facts)
         return Verdict(self.name, not missing, missing, (note,), override)
 
-    @staticmethod
-    def override_verdict():
-        """(usable, why): whether bpf_override_return can make copyout skip the copy."""
-        if system.config_enabled("CONFIG_BPF_KPROBE_OVERRIDE") is False:
-            return False, ("no override: CONFIG_BPF_KPROBE_OVERRIDE is off "
-                           f"({KERNEL_CONFIG_HINT})")
-        from ..probe import helper_supported
-        ok, detail = helper_supported(ProgType.KPROBE, HelperId.override_return)
-        if ok is False:
-            return False, f"no override: kprobe programs may not call " \
-                          f"bpf_override_return ({detail})"
-        listed = _error_injectable("copyout")
-        if listed is False:
-            return False, ("no override: copyout is not on the error-injection list "
-                           f"(ALLOW_ERROR_INJECTION; {KERNEL_CONFIG_HINT})")
-        if listed is None:
-            return True, ("override assumed: debugfs is not mounted, so the "
-                          "error-injection list was not read")
-        return True, "override available: copyout is on the error-injection list"
 
-
-def _error_injectable(symbol):
-    debugfs = system.mount_point("debugfs")
-    if debugfs is None and system.filesystem_supported("debugfs"):
-        try:
-            system.mount("debugfs", "/sys/kernel/debug", "debugfs")
-            debugfs = "/sys/kernel/debug"
-        except OSError:
-            return None
-    if debugfs is None:
-        return None
-    return system.file_lists_symbol(os.path.join(debugfs, "error_injection", "list"),
-                                    symbol, 0)
+def override_verdict(facts):
+    """(usable, why): whether bpf_override_return can make copyout skip the copy."""
+    cfg = facts.config
+    if cfg.get("CONFIG_FUNCTION_ERROR_INJECTION") is False:
+        return False, f"no override: CONFIG_FUNCTION_ERROR_INJECTION is off ({KERNEL_CONFIG_HINT})"
+    if cfg.get("CONFIG_BPF_KPROBE_OVERRIDE") is False:
+        return False, f"no override: CONFIG_BPF_KPROBE_OVERRIDE is off ({KERNEL_CONFIG_HINT})"
+    if facts.helper(ProgType.KPROBE, HelperId.override_return) is False:
+        return False, "no override: kprobe programs may not call bpf_override_return here"
+    listed = facts.symbol("copyout").error_injectable
+    if listed is False:
+        return False, ("no override: copyout is not on the error-injection list "
+                       f"(ALLOW_ERROR_INJECTION; {KERNEL_CONFIG_HINT})")
+    if listed is None:
+        return True, ("override assumed: the error-injection list could not be read "
+                      "(debugfs)")
+    return True, "override available: copyout is on the error-injection list"
 
 
 BACKENDS = {b.name: b for b in (CopyoutBackend(), CopyToIterBackend(), SyscallBackend())}
@@ -270,29 +232,32 @@ def get(name):
                             f"{', '.join(ORDER)}") from None
 
 
-def verdicts():
-    """{name: Verdict} for every backend, best first."""
-    return {name: BACKENDS[name].verdict() for name in ORDER}
+def verdicts(facts=None):
+    """{name: Verdict} for every backend, best first (facts: the running kernel's by
+    default)."""
+    facts = facts or F.gather()
+    return {name: BACKENDS[name].verdict(facts) for name in ORDER}
 
 
-def choose(name="auto", override=False):
+def choose(name="auto", override=False, facts=None):
     """(Backend, why): the backend to use. "auto" takes the best that works (with
     override, the best that can also skip the copy); a named one must work here."""
-    if not system.has_bpf_privilege():
+    facts = facts or F.gather()
+    if not facts.privileged:
         raise PipelineError("the filter-reduce pipeline loads and attaches BPF programs: "
                             "run it as root, or with CAP_BPF and CAP_PERFMON")
     if name != "auto":
         backend = get(name)
-        v = backend.verdict()
+        v = backend.verdict(facts)
         if not v.usable:
             hint = f"; {KERNEL_CONFIG_HINT}" if name == "copyout" and \
                 KERNEL_CONFIG_HINT not in " ".join(v.missing) else ""
             raise PipelineError(f"the {name} backend does not work on this kernel "
-                                f"({system.kernel_release()}): {'; '.join(v.missing)}{hint}")
+                                f"({facts.release}): {'; '.join(v.missing)}{hint}")
         if override and not v.can_override:
             raise PipelineError(_no_override(name, v))
         return backend, f"{name} (asked for)"
-    found = verdicts()
+    found = verdicts(facts)
     for name in ORDER:
         v = found[name]
         if v.usable and (v.can_override or not override):
@@ -302,9 +267,8 @@ def choose(name="auto", override=False):
             return BACKENDS[name], why
     if override:
         raise PipelineError(_no_override("any", found["copyout"]))
-    raise PipelineError("no filter-reduce backend works on this kernel ("
-                        f"{system.kernel_release()}): " + " | ".join(
-                            found[n].explain() for n in ORDER))
+    raise PipelineError(f"no filter-reduce backend works on this kernel ({facts.release}): "
+                        + " | ".join(found[n].explain() for n in ORDER))
 
 
 def _no_override(name, verdict):

@@ -12,7 +12,7 @@ fit 32 bits go through a register.
 import itertools
 
 from .. import asm
-from .expr import And, Bool, Compare, Const, Mod, Not, Or, Var
+from .expr import Bool, Compare, Const, Not, Or, Var
 
 _JUMP = {"<": "slt", "<=": "sle", ">": "sgt", ">=": "sge", "==": "eq", "!=": "ne"}
 _NEGATE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}

@@ -143,6 +143,12 @@ def test_an_empty_file_has_no_numbers(tmp_path):
 def test_without_privileges(numbers):
     """The command line run by a process that gave up root (forked, not exec'd: the
     venv's interpreter lies under root's home, which nobody may enter)."""
+    import gzip  # noqa: F401 - imported on use by the config reader
+    import importlib
+    import traceback
+    from pybpf.cli import COMMANDS, main
+    for name in COMMANDS:                 # nobody cannot read the interpreter's library
+        importlib.import_module(f"pybpf.cli.{name}")
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -151,10 +157,11 @@ def test_without_privileges(numbers):
             os.setgroups([])
             os.setgid(NOBODY)
             os.setuid(NOBODY)
-            from pybpf.cli import main
             status = main(["attach", "copyout", str(numbers)])
             sys.stderr.flush()
         except BaseException:
+            traceback.print_exc()
+            sys.stderr.flush()
             status = 99
         os._exit(status)
     os.close(w)

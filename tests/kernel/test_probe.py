@@ -12,6 +12,7 @@ import pytest
 import pybpf
 from pybpf import probe
 from pybpf.cli import main
+from pybpf.filterreduce import backends, facts
 from pybpf.kernel import system
 from pybpf.kernel.constants import HelperId, ProgType
 
@@ -130,13 +131,14 @@ def test_override_return_follows_the_kernel_config(result):
     if config is None:
         pytest.skip("no readable kernel config (/proc/config.gz or /boot/config-*)")
     assert result.helpers.is_available("kprobe", HelperId.override_return) is config
-    assert result.pipeline_helpers["kprobe"]["bpf_override_return"] is config
 
 
-def test_pipeline_helpers_match_the_matrix(result):
-    for ptype, answers in result.pipeline_helpers.items():
-        for name, ok in answers.items():
-            assert result.helpers.is_available(ptype, name) is ok, (ptype, name)
+def test_pipeline_helper_facts_match_the_matrix(result):
+    """The pipeline's own helper probes (filterreduce.facts) agree with the matrix."""
+    found = facts.gather(mount=False)
+    for ptype, helper in facts.HELPERS:
+        assert found.helper(ptype, helper) is \
+            result.helpers.is_available(ptype.name.lower(), helper), (ptype, helper)
 
 
 def test_helpers_newer_than_the_constants_are_named_by_the_kernel(result):
@@ -192,37 +194,40 @@ def test_copyout_in_kallsyms_matches_proc(result):
 
 # ---- the verdict ------------------------------------------------------------------
 
-def test_verdict_without_kprobes_names_the_tracepoint_backend(result):
-    """On a kernel built without kprobes (the 6.18 build machine) copyout cannot be
-    used, the reason says so, and the syscall tracepoints are chosen when they work."""
+def test_verdict_without_kprobes_names_the_syscall_backend():
+    """On a kernel built without kprobes (the 6.18 build machine) neither kprobe backend
+    can be used, the reason says so, and the syscall tracepoints are chosen."""
     if system.config_enabled("CONFIG_KPROBES") is not False:
         pytest.skip("this kernel has CONFIG_KPROBES on (or no readable config); the test "
                     "is for kernels without kprobes, such as the 6.18 build machine")
-    copyout = result.backends["copyout-kprobe"]
+    verdicts = backends.verdicts(facts.gather(mount=False))
+    for name in ("copyout", "copy_to_iter"):
+        assert not verdicts[name].usable
+        assert any("CONFIG_KPROBES is off" in reason for reason in verdicts[name].missing)
+    assert verdicts["syscall"].usable
+    assert backends.choose(facts=facts.gather(mount=False))[0].name == "syscall"
+
+
+_FACTS = facts.gather(mount=False)
+
+
+@pytest.mark.vm
+@pytest.mark.skipif(_FACTS.kprobes is not True or
+                    _FACTS.symbol("copyout").in_kallsyms is not False,
+                    reason="needs kprobes and an inlined copyout (a stock kernel with "
+                           "kprobes); runs in the VM tier: Debian's stock 6.1")
+def test_missing_copyout_symbol_points_at_kernel_config():
+    copyout = backends.verdicts(_FACTS)["copyout"]
     assert not copyout.usable
-    assert any("CONFIG_KPROBES off" in reason for reason in copyout.missing)
-    assert result.tracing["kprobes"].ok is False
-    tracepoints_work = (result.program_types["tracepoint"].available
-                        and system.pmu_type("tracepoint") is not None
-                        and system.config_enabled("CONFIG_FTRACE_SYSCALLS"))
-    if not tracepoints_work:
-        pytest.skip("tracepoint programs or syscall tracepoints are missing here")
-    assert result.backends["syscall-tracepoints"].usable
-    assert result.backend == "syscall-tracepoints"
+    assert any("copyout is not a probe-able function" in reason and
+               "kernel-config/" in reason for reason in copyout.missing)
 
 
-def test_missing_copyout_symbol_points_at_kernel_config(result):
-    if result.tracing["symbol_facts"]["in_kallsyms"] is not False:
-        pytest.skip("copyout is in /proc/kallsyms here (a kernel built with kernel-config/)")
-    assert any("kernel-config/" in reason
-               for reason in result.backends["copyout-kprobe"].missing)
-
-
-def test_without_error_injection_the_pipeline_copies(result):
+def test_without_error_injection_the_pipeline_copies():
     if system.config_enabled("CONFIG_FUNCTION_ERROR_INJECTION") is not False:
         pytest.skip("CONFIG_FUNCTION_ERROR_INJECTION is on (or no readable config) here")
-    copyout = result.backends["copyout-kprobe"]
-    assert copyout.mode == "copy"
+    copyout = backends.verdicts(facts.gather(mount=False))["copyout"]
+    assert not copyout.can_override
     assert any("CONFIG_FUNCTION_ERROR_INJECTION is off" in n for n in copyout.notes)
 
 
@@ -236,8 +241,9 @@ def test_probe_mounts_nothing_and_leaks_nothing():
         assert f.read() == before
     assert result.mounted == []
     assert result.helpers is None
-    # --no-helpers still answers the pipeline's helpers
-    assert result.pipeline_helpers["tracepoint"]["bpf_strtol"] is not None
+    facts.gather(mount=False)                 # what the probe command asks too
+    with open("/proc/self/mounts") as f:
+        assert f.read() == before
 
 
 def test_mount_option_mounts_what_it_reads():
@@ -302,10 +308,10 @@ def test_json_schema(result):
         assert set(names) <= set(helpers["probed"])
     assert helpers["loads"] == len(helpers["probed"]) * len(helpers["available"])
     pipeline = doc["pipeline"]
-    assert pipeline["backend"] in probe.BACKENDS
-    assert set(pipeline["backends"]) == {"copyout-kprobe", "syscall-tracepoints"}
+    assert pipeline["backend"] in backends.ORDER + ("none",)
+    assert list(pipeline["backends"]) == list(backends.ORDER)
     for backend in pipeline["backends"].values():
-        assert set(backend) == {"name", "usable", "missing", "notes", "mode"}
+        assert set(backend) == {"backend", "usable", "missing", "notes", "can_override"}
         assert backend["usable"] == (not backend["missing"])
     assert set(doc["seconds"]) == {"program_types", "map_types", "helpers", "total"}
 
@@ -316,9 +322,11 @@ def test_text_output_starts_with_the_verdict(capsys, result):
     lines, flat = out.splitlines(), " ".join(out.split())  # flat: undo the line wrapping
     assert lines[0].startswith(f"pybpf probe: Linux {os.uname().release}")
     assert "Summary" in lines[:4]
-    assert f"filter-reduce backend: {result.backend}" in out
+    verdicts = backends.verdicts(facts.gather(mount=False))
+    chosen = next((n for n, v in verdicts.items() if v.usable), "none")
+    assert f"filter-reduce backend: {chosen}" in out
     for heading in ("Kernel", "Tracing", "Program types (", "Map types (",
                     "Helpers: not probed (--no-helpers)"):
         assert any(line.startswith(heading) for line in lines), heading
-    for reason in result.backends["copyout-kprobe"].missing:
-        assert reason in flat
+    for reason in verdicts["copyout"].missing:
+        assert " ".join(reason.split()) in flat

@@ -1,21 +1,20 @@
-"""The probe's reasoning without a kernel: the pipeline verdict for kernels other than
-this one (a kernel built with kernel-config/, Debian's stock 6.1, a kernel whose
-debugfs is not mounted), the text output, and the system.py readers on fake files."""
+"""The probe's reasoning without a kernel: the text output (with the pipeline's verdict
+for a kernel without kprobes; the verdicts themselves are tested in
+test_filterreduce_backends.py), and the system.py readers on fake files."""
 import gzip
 
 import pytest
 
 from pybpf import probe
-from pybpf.cli.probe import format_text
+from pybpf.cli.probe import Report, format_text
+from pybpf.filterreduce import backends
+from pybpf.filterreduce.facts import Facts, Symbol
 from pybpf.kernel import system
-from pybpf.probe import Answer, Backend, HelperMatrix, ProbeResult, TypeSupport
+from pybpf.probe import Answer, HelperMatrix, ProbeResult, TypeSupport
 
 ON = dict.fromkeys(("CONFIG_KPROBES", "CONFIG_KPROBE_EVENTS", "CONFIG_UPROBE_EVENTS",
                     "CONFIG_FTRACE_SYSCALLS", "CONFIG_FUNCTION_ERROR_INJECTION",
                     "CONFIG_BPF_KPROBE_OVERRIDE", "CONFIG_BPF_EVENTS"), True)
-ALL_HELPERS = {"kprobe": {"bpf_strtol": True, "bpf_probe_read_user": True,
-                          "bpf_override_return": True},
-               "tracepoint": {"bpf_strtol": True, "bpf_probe_read_user": True}}
 LOADS = {"kprobe": TypeSupport(True), "tracepoint": TypeSupport(True)}
 
 
@@ -37,99 +36,7 @@ def tracing(config=None, kprobes=True, tracefs="/sys/kernel/tracing", debugfs=Tr
     }
 
 
-def helpers(**changes):
-    out = {ptype: dict(answers) for ptype, answers in ALL_HELPERS.items()}
-    for key, value in changes.items():
-        ptype, name = key.split("__")
-        out[ptype][name] = value
-    return out
-
-
-# ---- the verdict ------------------------------------------------------------------
-
-def test_patched_kernel_gets_zero_copy_copyout():
-    backend = probe.copyout_backend(LOADS, tracing(), helpers())
-    assert backend.usable and backend.mode == "zero-copy"
-    assert backend.missing == [] and backend.notes == []
-
-
-def test_stock_debian_kernel_needs_kernel_config_and_copies():
-    """Debian 6.1: kprobes work, copyout is inlined, no error injection."""
-    t = tracing(config={"CONFIG_FUNCTION_ERROR_INJECTION": False,
-                        "CONFIG_BPF_KPROBE_OVERRIDE": False},
-                in_kallsyms=False, kprobe_blacklisted=None, error_injectable=None)
-    backend = probe.copyout_backend(LOADS, t, helpers(kprobe__bpf_override_return=False))
-    assert not backend.usable and backend.mode == "copy"
-    assert len(backend.missing) == 1 and "kernel-config/" in backend.missing[0]
-    assert backend.notes == ["CONFIG_FUNCTION_ERROR_INJECTION is off: bpf_override_return "
-                             "unavailable, the pipeline will copy data and report results "
-                             "through maps"]
-
-
-def test_kernel_without_kprobes_says_which_option():
-    t = tracing(config={"CONFIG_KPROBES": False}, kprobes=False)
-    backend = probe.copyout_backend(LOADS, t, helpers())
-    assert not backend.usable
-    assert backend.missing[0].startswith("this kernel has CONFIG_KPROBES off: boot a kernel "
-                                         "with kprobes enabled")
-
-
-def test_kprobes_off_without_a_config_still_refuses():
-    t = tracing(config={"CONFIG_KPROBES": None}, kprobes=False)
-    backend = probe.copyout_backend(LOADS, t, helpers())
-    assert not backend.usable and "cannot create kprobes" in backend.missing[0]
-
-
-def test_blacklisted_copyout_is_refused():
-    backend = probe.copyout_backend(LOADS, tracing(kprobe_blacklisted=True), helpers())
-    assert not backend.usable and "kprobe blacklist" in backend.missing[0]
-
-
-def test_copyout_not_on_the_error_injection_list_copies():
-    backend = probe.copyout_backend(LOADS, tracing(error_injectable=False), helpers())
-    assert backend.usable and backend.mode == "copy"
-    assert "error-injection list" in backend.notes[0]
-
-
-def test_unmounted_debugfs_is_a_caveat_not_a_refusal():
-    backend = probe.copyout_backend(LOADS, tracing(debugfs=False), helpers())
-    assert backend.usable and backend.mode == "zero-copy"
-    assert any("blacklist was not checked" in n for n in backend.notes)
-    assert any("error-injection list was not checked" in n for n in backend.notes)
-
-
-def test_tracepoint_backend_needs_strtol_and_probe_read_user():
-    backend = probe.tracepoint_backend(
-        LOADS, tracing(), helpers(tracepoint__bpf_probe_read_user=False))
-    assert not backend.usable
-    assert backend.missing == ["tracepoint programs may not call bpf_probe_read_user (a "
-                               "kernel before 5.5, or lockdown=confidentiality)"]
-
-
-def test_tracepoint_backend_without_tracepoint_programs():
-    types = dict(LOADS, tracepoint=TypeSupport(False, "EINVAL", "Invalid argument"))
-    backend = probe.tracepoint_backend(types, tracing(), helpers())
-    assert not backend.usable
-    assert backend.missing == ["tracepoint programs do not load (Invalid argument)"]
-
-
-def test_unknown_read_tracepoints_are_a_caveat():
-    t = tracing(tracefs=None)
-    t["read_tracepoints"] = Answer(None, "tracefs is not mounted and the kernel config is "
-                                         "not readable")
-    backend = probe.tracepoint_backend(LOADS, t, helpers())
-    assert backend.usable and "could not check the read() tracepoints" in backend.notes[0]
-
-
-@pytest.mark.parametrize("copyout, tracepoints, chosen", [
-    (True, True, "copyout-kprobe"), (False, True, "syscall-tracepoints"),
-    (True, False, "copyout-kprobe"), (False, False, "none"),
-])
-def test_choose_backend_prefers_copyout(copyout, tracepoints, chosen):
-    backends = {"copyout-kprobe": Backend("copyout-kprobe", copyout, [], []),
-                "syscall-tracepoints": Backend("syscall-tracepoints", tracepoints, [], [])}
-    assert probe.choose_backend(backends) == chosen
-
+# ---- helpers ----------------------------------------------------------------------
 
 def test_helper_names():
     assert probe.helper_name(probe.HelperId.strtol) == "bpf_strtol"
@@ -151,9 +58,8 @@ def test_matrix_lookup_tells_unprobed_from_unavailable():
 def fake_result(privileged=True):
     t = tracing(config={"CONFIG_KPROBES": False}, kprobes=False, tracefs=None,
                 debugfs=False, in_kallsyms=False)
-    pipeline = helpers()
-    backends = {"copyout-kprobe": probe.copyout_backend(LOADS, t, pipeline),
-                "syscall-tracepoints": probe.tracepoint_backend(LOADS, t, pipeline)}
+    no_kprobes = Facts(release="6.18.0-test", kprobes=False, config={"CONFIG_KPROBES": False},
+                       symbols={"copyout": Symbol(in_kallsyms=False)})
     kernel = {"release": "6.18.0-test", "version": [6, 18, 0], "config": "/proc/config.gz",
               "btf": Answer(True, "/sys/kernel/btf/vmlinux, 5 bytes"),
               "jit": Answer(True, "net.core.bpf_jit_enable=1"),
@@ -162,20 +68,20 @@ def fake_result(privileged=True):
                            "not mounted, and neither the kernel config nor the command "
                            "line tells)"}}
     types = dict(LOADS, lirc_mode2=TypeSupport(False, "EINVAL", "Invalid argument"))
-    return ProbeResult(kernel, t, types, {"hash": TypeSupport(True)}, None, pipeline,
-                       backends, probe.choose_backend(backends),
-                       {"program_types": 0.01, "map_types": 0.01, "helpers": 0.0,
-                        "total": 0.1}, [])
+    result = ProbeResult(kernel, t, types, {"hash": TypeSupport(True)}, None,
+                         {"program_types": 0.01, "map_types": 0.01, "helpers": 0.0,
+                          "total": 0.1}, [])
+    return Report(result, backends.verdicts(no_kprobes))
 
 
 def test_text_summary_comes_first_and_names_the_fixes():
     text = format_text(fake_result())
     lines = text.splitlines()
     assert lines[0] == "pybpf probe: Linux 6.18.0-test, probed in 0.10 s"
-    assert lines[2:4] == ["Summary", "  filter-reduce backend: syscall-tracepoints"]
+    assert lines[2:4] == ["Summary", "  filter-reduce backend: syscall"]
     flat = " ".join(text.split())
-    assert "copyout-kprobe: unavailable - this kernel has CONFIG_KPROBES off" in flat
-    assert "build the kernel with the patches in kernel-config/" in flat
+    assert "copyout: unavailable - this kernel has no kprobes (CONFIG_KPROBES is off)" in flat
+    assert "syscall: usable" in flat
     assert "program types: 2 of 3 load; map types: 1 of 1 can be created" in flat
     assert "lirc_mode2 EINVAL: Invalid argument" in flat
     assert "Helpers: not probed (--no-helpers)" in text

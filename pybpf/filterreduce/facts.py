@@ -1,0 +1,105 @@
+"""What the backends' verdicts need to know about a kernel, gathered in one place.
+
+:func:`gather` reads the running kernel (procfs, sysfs, tracefs, debugfs, the kernel
+config, and a few tiny probe loads for helpers); the verdicts in backends.py are
+plain functions of a :class:`Facts`, so the reasoning for kernels other than the
+running one (a patched kernel, Debian's stock 6.1) is tested without them.
+"""
+import dataclasses
+import os
+from typing import Dict, Optional, Tuple
+
+from ..kernel import system
+from ..kernel.constants import HelperId, ProgType
+
+SYMBOLS = ("_copy_to_iter", "copyout")
+SYSCALLS = ("read", "pread64", "readv", "preadv", "preadv2")
+CONFIG = ("CONFIG_KPROBES", "CONFIG_KPROBE_EVENTS_ON_NOTRACE", "CONFIG_FTRACE_SYSCALLS",
+          "CONFIG_FUNCTION_ERROR_INJECTION", "CONFIG_BPF_KPROBE_OVERRIDE")
+# (program type, helper) pairs the pipeline's programs call.
+HELPERS = ((ProgType.TRACEPOINT, HelperId.loop), (ProgType.TRACEPOINT, HelperId.probe_read_user),
+           (ProgType.TRACEPOINT, HelperId.strtoul),
+           (ProgType.KPROBE, HelperId.loop), (ProgType.KPROBE, HelperId.probe_read_kernel),
+           (ProgType.KPROBE, HelperId.strtoul), (ProgType.KPROBE, HelperId.override_return))
+
+
+@dataclasses.dataclass(frozen=True)
+class Symbol:
+    """Where a kernel function is listed; None: the list could not be read."""
+    in_kallsyms: Optional[bool] = True
+    blacklisted: Optional[bool] = False      # debugfs kprobes/blacklist
+    ftrace_able: Optional[bool] = True       # tracefs available_filter_functions
+    error_injectable: Optional[bool] = False  # debugfs error_injection/list
+
+
+@dataclasses.dataclass(frozen=True)
+class Facts:
+    release: str
+    privileged: bool = True
+    kprobes: Optional[bool] = True            # a kprobe PMU or tracefs kprobe_events
+    tracefs: bool = True
+    missing_tracepoints: Optional[Tuple[str, ...]] = ()   # None: could not look
+    tracepoint_pmu: bool = True
+    symbols: Dict[str, Symbol] = dataclasses.field(default_factory=dict)
+    config: Dict[str, Optional[bool]] = dataclasses.field(default_factory=dict)
+    helpers: Dict[Tuple[int, int], Optional[bool]] = dataclasses.field(default_factory=dict)
+
+    def symbol(self, name):
+        return self.symbols.get(name, Symbol(None, None, None, None))
+
+    def helper(self, ptype, helper):
+        return self.helpers.get((int(ptype), int(helper)))
+
+
+def _mounted(fstype, target):
+    """Where fstype is mounted; mounts it at target first when that is possible."""
+    path = system.mount_point(fstype)
+    if path is None and system.filesystem_supported(fstype):
+        try:
+            system.mount(fstype, target, fstype)
+            path = target
+        except OSError:
+            pass
+    return path
+
+
+def gather(mount=True):
+    """The Facts of the running kernel. With mount (what the pipeline does), tracefs
+    and debugfs are mounted first when they exist and are not: attaching needs
+    tracefs anyway, and debugfs holds the kprobe blacklist and the error-injection
+    list. Without, what they would tell is unknown (None)."""
+    from ..probe import helper_supported
+    privileged = system.has_bpf_privilege()
+    mount = mount and privileged
+    tracefs = system.find_tracefs() or (_mounted("tracefs", system.TRACEFS_PATHS[0])
+                                        if mount else None)
+    debugfs = _mounted("debugfs", "/sys/kernel/debug") if mount else \
+        system.mount_point("debugfs")
+    kprobes = system.pmu_type("kprobe") is not None or bool(
+        tracefs and os.path.exists(os.path.join(tracefs, "kprobe_events")))
+    if not kprobes and system.config_enabled("CONFIG_KPROBES") is None and not tracefs:
+        kprobes = None
+    missing = None
+    if tracefs:
+        missing = tuple(f"sys_{w}_{c}" for c in SYSCALLS for w in ("enter", "exit")
+                        if not system.tracepoint_exists(tracefs, "syscalls", f"sys_{w}_{c}"))
+    kallsyms = system.kallsyms_types(SYMBOLS)
+
+    def listed(root, rel, symbol, column):
+        return system.file_lists_symbol(os.path.join(root, rel), symbol, column) \
+            if root else None
+
+    symbols = {s: Symbol(
+        in_kallsyms=None if kallsyms is None else s in kallsyms,
+        blacklisted=listed(debugfs, "kprobes/blacklist", s, 1),
+        ftrace_able=listed(tracefs, "available_filter_functions", s, 0),
+        error_injectable=listed(debugfs, "error_injection/list", s, 0)) for s in SYMBOLS}
+    helpers = {}
+    if privileged:
+        for ptype, helper in HELPERS:
+            helpers[(int(ptype), int(helper))] = helper_supported(ptype, helper)[0]
+    return Facts(release=system.kernel_release(), privileged=privileged, kprobes=kprobes,
+                 tracefs=tracefs is not None, missing_tracepoints=missing,
+                 tracepoint_pmu=system.pmu_type("tracepoint") is not None,
+                 symbols=symbols, config={c: system.config_enabled(c) for c in CONFIG},
+                 helpers=helpers)
