@@ -12,11 +12,13 @@ the stages); they differ in where the bytes are taken and what the kernel must h
     a kprobe on ``_copy_to_iter(addr, bytes, iter)``, exported and out of line on
     stock kernels; the user buffer comes from the iov_iter through CO-RE.
 ``syscall``
-    the syscall tracepoints: sys_enter_* records a tenant's buffer, sys_exit_* parses
+    the raw syscall tracepoints: sys_enter records a tenant's buffer, sys_exit parses
     the bytes the call returned (read the user buffer back with
     bpf_probe_read_user). read(), pread64() and single-segment readv(), preadv(),
     preadv2() are followed; anything else (multi-segment vectors, mmap, splice,
-    io_uring) is not, and shows up as bytes the pipeline did not see.
+    io_uring, 32-bit compat calls) is not, and shows up as bytes the pipeline did not
+    see. Raw tracepoints, not the per-syscall ones: two attachments instead of ten,
+    and the per-syscall ones take ~70 ms each to detach (perf events; 6.18).
 
 :func:`verdicts` says, for a kernel's facts (facts.py; the running kernel's by
 default), which backends work and what is missing for the others; :func:`choose`
@@ -27,6 +29,7 @@ from typing import Tuple
 
 from .. import attach as _attach
 from ..errors import PipelineError
+from ..links import attach_raw_tracepoint
 from ..kernel.constants import HelperId, ProgType
 from . import facts as F
 from . import layout as L
@@ -92,43 +95,34 @@ class Backend:
 
 
 _LOOP = (HelperId.loop, "the parser's loop, kernel 5.17+")
+
+
+def _attach_raw(prog, programs, tracepoint):
+    return attach_raw_tracepoint(programs[prog], tracepoint)
 _STRTOUL = (HelperId.strtoul, "the strtol parser, kernel 5.2+")
 
 
 class SyscallBackend(Backend):
     name, code = "syscall", L.BACKEND_SYSCALL
-    prog_type, stage_suffix = ProgType.TRACEPOINT, "tp"
-    dispatchers = ("fr_sys_enter_buf", "fr_sys_enter_iov", "fr_sys_exit")
+    prog_type, stage_suffix = ProgType.RAW_TRACEPOINT, "raw"
+    dispatchers = ("fr_sys_enter", "fr_sys_exit")
     helpers = (_LOOP, _STRTOUL,
                (HelperId.probe_read_user, "reading the bytes read() returned, 5.5+"))
-    ENTER_BUF = ("read", "pread64")
-    ENTER_IOV = ("readv", "preadv", "preadv2")
 
     def attach(self, programs):
-        links = []
+        # Exit first: an enter without its exit would leave armed entries.
+        links = [_attach_raw("fr_sys_exit", programs, "sys_exit")]
         try:
-            for call in self.ENTER_BUF + self.ENTER_IOV:
-                enter = programs["fr_sys_enter_buf" if call in self.ENTER_BUF
-                                 else "fr_sys_enter_iov"]
-                # Exit first: an enter without its exit would leave armed entries.
-                links.append(_attach.attach_tracepoint(programs["fr_sys_exit"],
-                                                       "syscalls", f"sys_exit_{call}"))
-                links.append(_attach.attach_tracepoint(enter, "syscalls", f"sys_enter_{call}"))
+            links.append(_attach_raw("fr_sys_enter", programs, "sys_enter"))
         except BaseException:
-            for link in links:
-                link.close()
+            links[0].close()
             raise
         return links
 
     def missing(self, facts):
-        if not facts.tracefs:
-            yield "tracefs is not available (CONFIG_TRACING), so there are no tracepoints"
-        elif facts.missing_tracepoints:
-            yield (f"no syscall tracepoints {', '.join(facts.missing_tracepoints[:4])}"
-                   f"{'...' if len(facts.missing_tracepoints) > 4 else ''} "
-                   f"(boot a kernel with CONFIG_FTRACE_SYSCALLS=y)")
-        if not facts.tracepoint_pmu:
-            yield "no tracepoint PMU (CONFIG_PERF_EVENTS, CONFIG_EVENT_TRACING)"
+        if facts.syscall_tracepoints is False:
+            yield ("no raw syscall tracepoints sys_enter/sys_exit (boot a kernel with "
+                   "CONFIG_FTRACE_SYSCALLS=y)")
 
     def _verdict(self, facts, missing):
         return Verdict(self.name, not missing, missing,

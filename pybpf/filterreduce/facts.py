@@ -13,12 +13,12 @@ from ..kernel import system
 from ..kernel.constants import HelperId, ProgType
 
 SYMBOLS = ("_copy_to_iter", "copyout")
-SYSCALLS = ("read", "pread64", "readv", "preadv", "preadv2")
 CONFIG = ("CONFIG_KPROBES", "CONFIG_KPROBE_EVENTS_ON_NOTRACE", "CONFIG_FTRACE_SYSCALLS",
           "CONFIG_FUNCTION_ERROR_INJECTION", "CONFIG_BPF_KPROBE_OVERRIDE")
 # (program type, helper) pairs the pipeline's programs call.
-HELPERS = ((ProgType.TRACEPOINT, HelperId.loop), (ProgType.TRACEPOINT, HelperId.probe_read_user),
-           (ProgType.TRACEPOINT, HelperId.strtoul),
+HELPERS = ((ProgType.RAW_TRACEPOINT, HelperId.loop),
+           (ProgType.RAW_TRACEPOINT, HelperId.probe_read_user),
+           (ProgType.RAW_TRACEPOINT, HelperId.strtoul),
            (ProgType.KPROBE, HelperId.loop), (ProgType.KPROBE, HelperId.probe_read_kernel),
            (ProgType.KPROBE, HelperId.strtoul), (ProgType.KPROBE, HelperId.override_return))
 
@@ -37,9 +37,7 @@ class Facts:
     release: str
     privileged: bool = True
     kprobes: Optional[bool] = True            # a kprobe PMU or tracefs kprobe_events
-    tracefs: bool = True
-    missing_tracepoints: Optional[Tuple[str, ...]] = ()   # None: could not look
-    tracepoint_pmu: bool = True
+    syscall_tracepoints: Optional[bool] = True  # raw sys_enter/sys_exit; None: unknown
     symbols: Dict[str, Symbol] = dataclasses.field(default_factory=dict)
     config: Dict[str, Optional[bool]] = dataclasses.field(default_factory=dict)
     helpers: Dict[Tuple[int, int], Optional[bool]] = dataclasses.field(default_factory=dict)
@@ -79,10 +77,9 @@ def gather(mount=True):
         tracefs and os.path.exists(os.path.join(tracefs, "kprobe_events")))
     if not kprobes and system.config_enabled("CONFIG_KPROBES") is None and not tracefs:
         kprobes = None
-    missing = None
+    syscall_tracepoints = system.config_enabled("CONFIG_FTRACE_SYSCALLS")
     if tracefs:
-        missing = tuple(f"sys_{w}_{c}" for c in SYSCALLS for w in ("enter", "exit")
-                        if not system.tracepoint_exists(tracefs, "syscalls", f"sys_{w}_{c}"))
+        syscall_tracepoints = system.tracepoint_exists(tracefs, "raw_syscalls", "sys_enter")
     kallsyms = system.kallsyms_types(SYMBOLS)
 
     def listed(root, rel, symbol, column):
@@ -99,7 +96,5 @@ def gather(mount=True):
         for ptype, helper in HELPERS:
             helpers[(int(ptype), int(helper))] = helper_supported(ptype, helper)[0]
     return Facts(release=system.kernel_release(), privileged=privileged, kprobes=kprobes,
-                 tracefs=tracefs is not None, missing_tracepoints=missing,
-                 tracepoint_pmu=system.pmu_type("tracepoint") is not None,
-                 symbols=symbols, config={c: system.config_enabled(c) for c in CONFIG},
+                 syscall_tracepoints=syscall_tracepoints, symbols=symbols, config={c: system.config_enabled(c) for c in CONFIG},
                  helpers=helpers)

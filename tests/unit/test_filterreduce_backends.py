@@ -8,7 +8,7 @@ from pybpf.filterreduce import backends
 from pybpf.filterreduce.facts import Facts, Symbol
 from pybpf.kernel.constants import HelperId, ProgType
 
-K, T = ProgType.KPROBE, ProgType.TRACEPOINT
+K, T = ProgType.KPROBE, ProgType.RAW_TRACEPOINT
 ALL_HELPERS = {(int(p), int(h)): True for p in (K, T)
                for h in (HelperId.loop, HelperId.strtoul, HelperId.probe_read_user,
                          HelperId.probe_read_kernel, HelperId.override_return)}
@@ -96,14 +96,14 @@ def test_an_unreadable_error_injection_list_assumes_the_override():
 def test_a_missing_helper_is_named_with_the_kernel_that_has_it():
     f = facts(helpers={(int(T), int(HelperId.loop)): False})
     v = backends.verdicts(f)["syscall"]
-    assert v.missing == ("tracepoint programs may not call bpf_loop here (the parser's "
+    assert v.missing == ("raw_tracepoint programs may not call bpf_loop here (the parser's "
                          "loop, kernel 5.17+)",)
 
 
 def test_syscall_backend_without_tracepoints():
-    v = backends.verdicts(facts(missing_tracepoints=("sys_enter_read",)))["syscall"]
+    v = backends.verdicts(facts(syscall_tracepoints=False))["syscall"]
     assert "CONFIG_FTRACE_SYSCALLS=y" in v.missing[0]
-    assert not backends.verdicts(facts(tracefs=False))["syscall"].usable
+    assert v.missing and not v.usable
 
 
 def test_named_backend_that_does_not_work_says_why_and_what_to_do():
@@ -114,7 +114,7 @@ def test_named_backend_that_does_not_work_says_why_and_what_to_do():
 
 
 def test_no_backend_at_all():
-    f = facts(kprobes=False, tracefs=False, tracepoint_pmu=False)
+    f = facts(kprobes=False, syscall_tracepoints=False)
     with pytest.raises(PipelineError, match="no filter-reduce backend works"):
         backends.choose(facts=f)
 
