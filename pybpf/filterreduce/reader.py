@@ -52,6 +52,11 @@ class FilterReduce:
     default a new one is loaded and attached, and detached on close().
     """
 
+    # What close() looks at, safe when __init__ stopped early.
+    pipeline = slot = None
+    _flush_r = _flush_w = -1
+    _own_pipeline = False
+
     def __init__(self, filter=None, reduce=R.REDUCTIONS, *, backend="auto",
                  parser="native", chunk=DEFAULT_CHUNK, override=False, pipeline=None):
         if parser not in PARSERS:
@@ -60,13 +65,21 @@ class FilterReduce:
         self.filter = expr.parse(filter) if filter is not None else None
         self.reductions = R.parse_reductions(reduce)
         self.parser, self.override = parser, override
-        self.chunk = _check_chunk(chunk)
         self._own_pipeline = pipeline is None
+        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+            raise PipelineError(f"chunk is the bytes per read(), a positive integer; "
+                                f"got {chunk!r}")
         if pipeline is None:
             pipeline, self.why = Pipeline.create(backend, override)
         else:
             self.why = f"{pipeline.backend.name} (the pipeline pinned at {pipeline.pinned})"
         self.pipeline = pipeline
+        self.chunk = chunk
+        if chunk > MAX_EVENT_BYTES and pipeline.backend.name == "syscall":
+            self.close()
+            raise PipelineError(f"chunk must be at most {MAX_EVENT_BYTES} bytes on the "
+                                f"syscall backend (the most one read() carries through "
+                                f"the stages), got {chunk}")
         self._flush_r = self._flush_w = -1
         try:
             self.slot = pipeline.add_filter(self.filter, parser)
@@ -118,11 +131,11 @@ class FilterReduce:
             if fd >= 0:
                 os.close(fd)
         self._flush_r = self._flush_w = -1
-        pipeline = getattr(self, "pipeline", None)
+        pipeline = self.pipeline
         if pipeline is not None and not pipeline.closed:
             if self._own_pipeline:
                 pipeline.close()
-            elif getattr(self, "slot", None) is not None:
+            elif self.slot is not None:
                 pipeline.release_slot(self.slot)
         self.slot = None
 
@@ -204,13 +217,6 @@ def _not_seen_hint(backend):
         return "it follows read, pread64 and single-buffer readv/preadv/preadv2"
     return ("it follows copies made by _copy_to_iter: page-cache reads of regular "
             "files; holes in sparse files and O_DIRECT reads bypass it")
-
-
-def _check_chunk(chunk):
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or not 1 <= chunk <= MAX_EVENT_BYTES:
-        raise PipelineError(f"chunk must be 1..{MAX_EVENT_BYTES} bytes per read (the "
-                            f"most one event carries through the stages), got {chunk!r}")
-    return chunk
 
 
 def _open_regular(path):

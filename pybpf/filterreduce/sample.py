@@ -8,6 +8,7 @@ with that probability. The file may end inside a number (as the pipeline must
 handle). Numbers are drawn from a pool of pre-rendered values, so 64 MiB takes a few
 seconds, not minutes.
 """
+import itertools
 import random
 
 from ..errors import PipelineError
@@ -60,16 +61,20 @@ def generate(path, size, *, low=0, high=999_999, negatives=0.0,
             raise PipelineError(f"no numbers in {low}..{high} that the filter "
                                 f"{'keeps' if not kept else 'drops'}; widen the range")
         share = filter_factor
+    # One population: a kept number is drawn with probability (1 - share), a dropped
+    # one with share, each pool uniformly; random.choices draws a batch in C.
+    population = kept + dropped
+    weights = [(1 - share) / len(kept)] * len(kept) if kept else []
+    weights += [share / len(dropped)] * len(dropped) if dropped else []
     written = count = 0
     with open(path, "wb") as f:
         while written < size:
-            drops = [rng.random() < share for _ in range(_BATCH)] if share else None
-            nums = (rng.choice(dropped) if drops and drops[i] else rng.choice(kept)
-                    for i in range(_BATCH))
+            nums = rng.choices(population, weights, k=_BATCH)
             if len(seps) == 1:
                 block = seps[0].join(nums) + seps[0]
             else:
-                block = b"".join(n + rng.choice(seps) for n in nums)
+                block = b"".join(itertools.chain.from_iterable(
+                    zip(nums, rng.choices(seps, k=_BATCH))))
             block = block[:size - written]
             f.write(block)
             written += len(block)

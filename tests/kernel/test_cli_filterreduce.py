@@ -109,7 +109,8 @@ def test_progress_goes_to_a_terminal_stderr_only(numbers, tmp_path):
     (["--filter", "abs(x) > 3"], "function calls"),
     (["--reduce", "sum,median"], "unknown reduction 'median'"),
     (["--backend", "copyout"], "kernel-config/"),
-    (["--chunk", "0"], "chunk must be"),
+    (["--chunk", "0"], "a positive integer"),
+    (["--chunk", "1000000"], "at most 180224 bytes on the syscall backend"),
     (["--override"], "--override"),
 ])
 def test_bad_requests_are_refused_with_the_reason(numbers, argv, words):
