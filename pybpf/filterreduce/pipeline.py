@@ -12,7 +12,6 @@ only.
 :func:`detach` removes it; docs/filterreduce.md describes the layout for programs
 written in other languages.
 """
-import ctypes
 import errno
 import os
 
@@ -301,10 +300,3 @@ def detach(directory):
         if e.errno != errno.ENOTEMPTY:
             raise
     return removed
-
-
-def address_of(buffer):
-    """The address of a writable buffer (bytearray, mmap, ctypes array), and an object
-    that keeps it from moving while held."""
-    view = (ctypes.c_char * len(memoryview(buffer).cast("B"))).from_buffer(buffer)
-    return ctypes.addressof(view), view

@@ -22,6 +22,7 @@ newline into the buffer from a pipe of its own, through the same hook as the dat
 the pipeline parses it like any byte, which ends the last number. The reported
 bytes and events leave that byte out.
 """
+import ctypes
 import io
 import os
 import stat
@@ -31,7 +32,7 @@ from ..errors import PipelineError
 from . import expr
 from . import layout as L
 from . import results as R
-from .pipeline import Pipeline, address_of
+from .pipeline import Pipeline
 from .stage import PARSERS
 
 # Bytes one event can carry through the stages: a tail call per stage, at most 33 of
@@ -240,3 +241,15 @@ def _open_regular(path):
                             f"page cache)")
     os.set_blocking(fd, True)
     return fd
+
+
+def address_of(buffer):
+    """The address of a writable buffer (bytearray, mmap, ctypes array), and a view
+    that keeps it from moving (a bytearray cannot be resized while it is exported)."""
+    try:
+        size = memoryview(buffer).nbytes
+        view = (ctypes.c_char * size).from_buffer(buffer)
+    except (TypeError, ValueError) as e:
+        raise PipelineError(f"a tenant's buffer must be writable and contiguous (a "
+                            f"bytearray, mmap or ctypes array): {e}") from None
+    return ctypes.addressof(view), view
