@@ -8,7 +8,7 @@ unclosed file) when garbage-collected.
 import os
 import warnings
 
-from .errors import ClosedError
+from .errors import ClosedError, InputError
 from .kernel import bpf as kbpf
 from .kernel import system
 
@@ -78,7 +78,7 @@ class Pinnable(FdObject):
         found = kbpf.object_kind(fd)
         if found != kind:
             kbpf.close(fd)
-            raise ValueError(f"{path} is a pinned {found or 'object'}, not a {noun}")
+            raise InputError(f"{path} is a pinned {found or 'object'}, not a {noun}")
         return fd
 
     def pin(self, path):
@@ -97,5 +97,5 @@ def unpin(path):
     A missing pin in a bpffs directory is FileNotFoundError, not "not on bpffs"."""
     where = path if os.path.lexists(path) else os.path.dirname(os.path.abspath(path))
     if not system.is_bpffs(where):
-        raise ValueError(f"{path!r} is not on a bpf filesystem: not a pin")
+        raise InputError(f"{path!r} is not on a bpf filesystem: not a pin")
     kbpf.unlink(path)

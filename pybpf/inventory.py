@@ -18,7 +18,7 @@ import time
 from typing import List, NamedTuple, Optional, Tuple, Union
 
 from . import asm
-from .errors import BPFError
+from .errors import BPFError, InputError
 from .kernel import bpf as kbpf
 from .kernel import system
 from .kernel.constants import BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, Cmd, MapType
@@ -26,11 +26,11 @@ from .maps import KeyedMap, Map
 from .programs import Program
 
 
-class NotFoundError(ValueError):
+class NotFoundError(InputError):
     """No object has that id, or nothing is pinned at that path."""
 
 
-class UnreadableMapError(ValueError):
+class UnreadableMapError(InputError):
     """The map's elements cannot be read from user space (or not by pybpf)."""
 
 
@@ -108,9 +108,9 @@ def open_pin(kind, path):
     if not os.path.lexists(path):
         raise NotFoundError(f"nothing is pinned at {path} (no such file)")
     if not system.is_bpffs(path):
-        raise ValueError(f"{path} is not on a bpf filesystem, so it is not a pin")
+        raise InputError(f"{path} is not on a bpf filesystem, so it is not a pin")
     if os.path.isdir(path):
-        raise ValueError(f"{path} is a directory in bpffs, not a pinned {k.noun}")
+        raise InputError(f"{path} is a directory in bpffs, not a pinned {k.noun}")
     fd = kbpf.obj_get(path)
     try:
         found = kbpf.object_kind(fd)
@@ -120,7 +120,7 @@ def open_pin(kind, path):
     if found != kind:
         kbpf.close(fd)
         what = _NOUNS.get(found, "BPF object of another kind")
-        raise ValueError(f"{path} is a pinned {what}, not a {k.noun}")
+        raise InputError(f"{path} is a pinned {what}, not a {k.noun}")
     return k.wrap(fd)
 
 

@@ -26,7 +26,7 @@ from .btf import Btf
 from .btf import ext as X
 from .btf import types as T
 from .btf.handle import KernelBtf
-from .errors import BPFError, VerifierError
+from .errors import BPFError, InputError, MissingError, UnsupportedError, VerifierError
 from .kernel import bpf as kbpf
 from .kernel import system
 from .kernel.constants import (BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS, BPF_PSEUDO_BTF_ID,
@@ -108,7 +108,7 @@ class BpfObject:
         programs: names to load (default: every program not marked ``SEC("?...")``).
         """
         if self._loaded:
-            raise ValueError(f"{self!r} is already loaded")
+            raise InputError(f"{self!r} is already loaded")
         self._kernel_btf_source = kernel_btf
         try:
             self._load_btf()
@@ -120,8 +120,8 @@ class BpfObject:
                 n for n, p in self.spec.programs.items() if p.section_def.autoload]
             for name in wanted:
                 if name not in self.spec.programs:
-                    raise KeyError(f"no program {name!r} in {self.spec.name} (has "
-                                   f"{', '.join(self.spec.programs)})")
+                    raise MissingError(f"no program {name!r} in {self.spec.name} (has "
+                                       f"{', '.join(self.spec.programs)})")
                 self.programs[name] = self._load_program(self.spec.programs[name], log_level)
             self._init_values()
         except BaseException:
@@ -642,8 +642,8 @@ class _Variables:
         try:
             return self._obj.spec.variables[name]
         except KeyError:
-            raise KeyError(f"no global variable {name!r} (has: "
-                           f"{', '.join(self._obj.spec.variables) or 'none'})") from None
+            raise MissingError(f"no global variable {name!r} (has: "
+                               f"{', '.join(self._obj.spec.variables) or 'none'})") from None
 
     def _view(self, section):
         """The live mapping of a loaded data map (None before load)."""
@@ -684,16 +684,16 @@ def _decode_var(var, raw, btf):
 def _encode_var(var, value, btf):
     if isinstance(value, (bytes, bytearray)):
         if len(value) != var.size:
-            raise ValueError(f"variable {var.name!r} is {var.size} bytes, got {len(value)}")
+            raise InputError(f"variable {var.name!r} is {var.size} bytes, got {len(value)}")
         return bytes(value)
     it = _int_type(var, btf)
     if it is None:
-        raise TypeError(f"variable {var.name!r} is not an integer; assign {var.size} bytes")
+        raise UnsupportedError(f"variable {var.name!r} is not an integer; assign {var.size} bytes")
     try:
         return int(value).to_bytes(it[0], "little" if struct.pack("=H", 1)[0] else "big",
                                    signed=it[1])
     except OverflowError:
-        raise ValueError(f"{value} does not fit variable {var.name!r} "
+        raise InputError(f"{value} does not fit variable {var.name!r} "
                          f"({it[0]} bytes, {'signed' if it[1] else 'unsigned'})") from None
 
 

@@ -11,7 +11,7 @@ import errno
 import os
 
 from . import codec as _codec
-from .errors import BPFError, MapFullError
+from .errors import BPFError, EmptyError, InputError, MapFullError, MissingError, UnsupportedError
 from .fd import FdObject, Pinnable
 from .kernel import bpf as kbpf
 from .kernel import system
@@ -35,7 +35,7 @@ def map_type_of(value):
             return MapType(value)
         except ValueError:
             pass
-    raise ValueError(f"unknown map type {value!r}; known: "
+    raise InputError(f"unknown map type {value!r}; known: "
                      f"{', '.join(t.name.lower() for t in MapType if t)}")
 
 
@@ -130,13 +130,13 @@ class Map(Pinnable):
         """Validate and complete create() arguments for this map type."""
         if cls.map_type in _SIZED_BY_OWNER:  # storage maps: one value per socket/task/...
             if max_entries:
-                raise ValueError(f"{cls.map_type.name} maps are sized by the objects they "
+                raise InputError(f"{cls.map_type.name} maps are sized by the objects they "
                                  f"hang off; create them with max_entries=0")
             max_entries = 0
         elif max_entries is None or max_entries <= 0:
-            raise ValueError(f"{cls.map_type.name} maps need max_entries > 0")
+            raise InputError(f"{cls.map_type.name} maps need max_entries > 0")
         if (not key_size and cls.map_type not in _KEYLESS) or not value_size:
-            raise ValueError(f"{cls.map_type.name} maps need a key and a value size")
+            raise InputError(f"{cls.map_type.name} maps need a key and a value size")
         return key_size, value_size, max_entries
 
     @staticmethod
@@ -183,7 +183,7 @@ class Map(Pinnable):
                 f"value_size={self.value_size} max_entries={self.max_entries}>")
 
     def _refuse(self, what):
-        raise TypeError(f"{self._describe()} ({self.type.name}) does not support {what}")
+        raise UnsupportedError(f"{self._describe()} ({self.type.name}) does not support {what}")
 
     def _enc_key(self, key):
         if self._key is None:
@@ -226,7 +226,7 @@ class Map(Pinnable):
 def _spec_size(spec, explicit, what):
     if explicit is not None:
         if spec is not None:
-            raise ValueError(f"give {what} or {what}_size, not both")
+            raise InputError(f"give {what} or {what}_size, not both")
         return explicit
     if spec is None:
         return 0
@@ -246,7 +246,7 @@ class KeyedMap(Map):
         self.fd
         data = self._ops.lookup(self._enc_key(key))
         if data is None:
-            raise KeyError(key)
+            raise MissingError(key)
         return self._value.decode(data)
 
     def get(self, key, default=None):
@@ -271,7 +271,7 @@ class KeyedMap(Map):
     def __delitem__(self, key):
         self.fd
         if not self._ops.delete(self._enc_key(key)):
-            raise KeyError(key)
+            raise MissingError(key)
 
     def pop(self, key, *default):
         try:
@@ -397,7 +397,7 @@ class KeyedMap(Map):
             kbpf.map_batch(Cmd.MAP_DELETE_BATCH, self.fd, None, None, raw, None, len(keys))
         except BPFError as e:
             if e.errno == errno.ENOENT:
-                raise KeyError(keys[getattr(e, "batch_count", 0)]) from None
+                raise MissingError(keys[getattr(e, "batch_count", 0)]) from None
             if not _batch_unsupported(e):
                 raise
             for k in keys:
@@ -425,9 +425,9 @@ class LpmTrieMap(HashMap):
     @classmethod
     def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
         if not flags & BPF_F_NO_PREALLOC:
-            raise ValueError("LPM_TRIE maps must be created with flags=BPF_F_NO_PREALLOC")
+            raise InputError("LPM_TRIE maps must be created with flags=BPF_F_NO_PREALLOC")
         if key_size <= 4:
-            raise ValueError("an LPM_TRIE key is a u32 prefix length followed by the data "
+            raise InputError("an LPM_TRIE key is a u32 prefix length followed by the data "
                              f"bytes, so it is more than 4 bytes (got {key_size})")
         return super()._check_create(key_size, value_size, max_entries, flags, inner_map)
 
@@ -439,7 +439,7 @@ class ArrayMap(KeyedMap):
     @classmethod
     def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
         if key_size not in (0, 4):
-            raise ValueError(f"{cls.map_type.name} keys are u32 indexes (4 bytes), got {key_size}")
+            raise InputError(f"{cls.map_type.name} keys are u32 indexes (4 bytes), got {key_size}")
         return super()._check_create(4, value_size, max_entries, flags, inner_map)
 
     def __init__(self, fd, map_type, key_size, value_size, max_entries, flags=0, name="",
@@ -479,7 +479,7 @@ class ArrayMap(KeyedMap):
         Element i starts at byte ``i * mmap_stride``: the kernel pads each value to a
         multiple of 8 bytes."""
         if not self.flags & BPF_F_MMAPABLE:
-            raise ValueError(f"{self._describe()} was not created with BPF_F_MMAPABLE")
+            raise InputError(f"{self._describe()} was not created with BPF_F_MMAPABLE")
         length = self.mmap_stride * self.max_entries
         length = (length + _PAGE - 1) // _PAGE * _PAGE
         return kbpf.mmap(self.fd, length, writable=not self.info().frozen)
@@ -506,7 +506,7 @@ class _FdArray(ArrayMap):
     @classmethod
     def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
         if value_size not in (0, 4):
-            raise ValueError(f"{cls.map_type.name} values are 4-byte fds, got {value_size}")
+            raise InputError(f"{cls.map_type.name} values are 4-byte fds, got {value_size}")
         return super()._check_create(key_size, 4, max_entries, flags, inner_map)
 
     def __init__(self, fd, map_type, key_size, value_size, max_entries, flags=0, name="",
@@ -555,7 +555,7 @@ class ArrayOfMapsMap(_FdArray):
 
 def _require_inner(cls, inner_map):
     if inner_map is None:
-        raise ValueError(f"{cls.map_type.name} needs inner_map=, a map of the shape its "
+        raise InputError(f"{cls.map_type.name} needs inner_map=, a map of the shape its "
                          f"elements will have")
 
 
@@ -567,7 +567,7 @@ class HashOfMapsMap(HashMap):
     def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
         _require_inner(cls, inner_map)
         if value_size not in (0, 4):
-            raise ValueError(f"{cls.map_type.name} values are 4-byte fds, got {value_size}")
+            raise InputError(f"{cls.map_type.name} values are 4-byte fds, got {value_size}")
         return super()._check_create(key_size, 4, max_entries, flags, inner_map)
 
     def __init__(self, fd, map_type, key_size, value_size, max_entries, flags=0, name="",
@@ -599,9 +599,9 @@ class QueueMap(Map):
     @classmethod
     def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
         if key_size:
-            raise ValueError(f"{cls.map_type.name} maps have no key")
+            raise InputError(f"{cls.map_type.name} maps have no key")
         if max_entries is None or max_entries <= 0 or not value_size:
-            raise ValueError(f"{cls.map_type.name} maps need a value size and max_entries > 0")
+            raise InputError(f"{cls.map_type.name} maps need a value size and max_entries > 0")
         return 0, value_size, max_entries
 
     _FULL_HINT = "pop values, or push with flags=BPF_EXIST to drop the oldest one"
@@ -627,7 +627,7 @@ class QueueMap(Map):
         self.fd
         data = self._ops.lookup(None, cmd=int(cmd))
         if data is None:
-            raise IndexError(f"{self._describe()} is empty")
+            raise EmptyError(f"{self._describe()} is empty")
         return self._value.decode(data)
 
     def __len__(self):
@@ -645,10 +645,10 @@ class RingBufMap(Map):
     @classmethod
     def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
         if key_size or value_size:
-            raise ValueError("RINGBUF maps have no key or value; give only max_entries "
+            raise InputError("RINGBUF maps have no key or value; give only max_entries "
                              "(the ring's size in bytes)")
         if not max_entries or max_entries % _PAGE or max_entries & (max_entries - 1):
-            raise ValueError(f"a RINGBUF size must be a power of 2 and a multiple of the "
+            raise InputError(f"a RINGBUF size must be a power of 2 and a multiple of the "
                              f"page size ({_PAGE}), got {max_entries}")
         return 0, 0, max_entries
 

@@ -24,7 +24,7 @@ import errno
 import os
 import socket
 
-from .errors import errno_text
+from .errors import BPFError, DependencyError, InputError
 from .kernel import bpf as kbpf
 from .kernel import system
 from .kernel.constants import (XDP_FLAGS_DRV_MODE, XDP_FLAGS_HW_MODE, XDP_FLAGS_MASK,
@@ -47,7 +47,7 @@ _CLONE_NEWNET = 0x40000000
 _PRIVILEGE_HINT = "attaching to a network interface needs CAP_NET_ADMIN (run as root)"
 
 
-class InterfaceError(ValueError):
+class InterfaceError(InputError):
     """The named network interface (or network namespace) does not exist."""
 
 
@@ -64,15 +64,15 @@ def attach_xdp(program, iface, flags=0, *, netns=None, via="auto"):
     """
     _check_type(program, ProgType.XDP, "attach_xdp", "XDP")
     if flags & ~XDP_FLAGS_MASK or flags & XDP_FLAGS_REPLACE:
-        raise ValueError(f"XDP flags {flags:#x}: use XDP_FLAGS_SKB_MODE, _DRV_MODE, "
+        raise InputError(f"XDP flags {flags:#x}: use XDP_FLAGS_SKB_MODE, _DRV_MODE, "
                          f"_HW_MODE and _UPDATE_IF_NOEXIST (replacing a program is "
                          f"BpfLink.update())")
     if bin(flags & XDP_FLAGS_MODES).count("1") > 1:
-        raise ValueError(f"XDP flags {flags:#x} name more than one mode; pick one")
+        raise InputError(f"XDP flags {flags:#x} name more than one mode; pick one")
     if via == "auto":
         via = "link" if system.kernel_version() >= _XDP_LINK_KERNEL else "netlink"
     if via not in ("link", "netlink"):
-        raise ValueError(f"via={via!r}: use 'link', 'netlink' or 'auto'")
+        raise InputError(f"via={via!r}: use 'link', 'netlink' or 'auto'")
     with _entered(netns):
         ifindex, ifname = resolve_interface(iface, netns)
         where = _where(ifname, ifindex, netns)
@@ -93,9 +93,9 @@ def attach_tc(program, iface, direction=INGRESS, *, priority=None, netns=None):
     """
     _check_type(program, ProgType.SCHED_CLS, "attach_tc", "SCHED_CLS (SEC(\"tc\"))")
     if direction not in _TC_PARENTS:
-        raise ValueError(f"direction {direction!r}: use 'ingress' or 'egress'")
+        raise InputError(f"direction {direction!r}: use 'ingress' or 'egress'")
     if priority is not None and not 1 <= priority <= 0xFFFF:
-        raise ValueError(f"tc priority {priority} is not in 1..65535")
+        raise InputError(f"tc priority {priority} is not in 1..65535")
     with _entered(netns) as ns_key:
         ifindex, ifname = resolve_interface(iface, netns)
         where = _where(ifname, ifindex, netns)
@@ -203,12 +203,10 @@ class TcLink(_NetlinkLink):
         self.direction, self.priority = direction, priority
 
     def _remove(self, ipr, ns_key):
-        try:
+        with _unless(errno.ENOENT):  # deleted by someone else (tc filter del, qdisc gone)
             _call(ipr.tc, "del-filter", "bpf", self.ifindex, handle=_TC_FILTER_HANDLE,
                   parent=_TC_PARENTS[self.direction], prio=self.priority,
                   protocol=_ETH_P_ALL, what=f"detach {self.description}")
-        except FileNotFoundError:
-            pass  # deleted by someone else (tc filter del, qdisc removed)
         _drop_unused_clsact(ipr, ns_key, self.ifindex)
 
     def _removal_hint(self):
@@ -261,14 +259,14 @@ def _ensure_clsact(ipr, ifindex, ifname, where):
         kind = q.get_attr("TCA_KIND")
         if kind == "clsact":
             return False
-        raise OSError(errno.EEXIST,
-                      f"{where} has a {kind!r} qdisc where tc programs need 'clsact'; "
-                      f"remove it first (tc qdisc del dev {ifname} {kind})")
-    try:
+        raise BPFError(f"attach tc program to {where}", errno.EEXIST,
+                       f"{where} has a {kind!r} qdisc where tc programs need 'clsact'",
+                       f"remove it first (tc qdisc del dev {ifname} {kind})")
+    added = False
+    with _unless(errno.EEXIST):  # added meanwhile by someone else
         _call(ipr.tc, "add", "clsact", ifindex, what=f"add clsact qdisc to {where}")
-    except FileExistsError:  # added meanwhile by someone else
-        return False
-    return True
+        added = True
+    return added
 
 
 def _add_filter(ipr, program, ifindex, direction, priority, where):
@@ -278,8 +276,9 @@ def _add_filter(ipr, program, ifindex, direction, priority, where):
     if priority is None:
         priority = next(p for p in range(1, 0x10000) if p not in used)
     elif priority in used:
-        raise OSError(errno.EEXIST, f"{where}: a tc filter already has priority "
-                                    f"{priority}; pass another priority")
+        raise BPFError(f"add tc filter to {where}", errno.EEXIST,
+                       f"a tc filter already has priority {priority}",
+                       "pass another priority")
     fd = os.dup(program.fd)
     try:
         _call(ipr.tc, "add-filter", "bpf", ifindex, handle=_TC_FILTER_HANDLE, parent=parent,
@@ -298,10 +297,8 @@ def _drop_unused_clsact(ipr, ns_key, ifindex):
             _filter_priorities(ipr, ifindex, p) for p in _TC_PARENTS.values()):
         return
     _created_clsact.discard(key)
-    try:
+    with _unless(errno.ENOENT):
         _call(ipr.tc, "del", "clsact", ifindex, what="remove clsact qdisc")
-    except FileNotFoundError:
-        pass
 
 
 def _filter_priorities(ipr, ifindex, parent):
@@ -320,9 +317,9 @@ def _pyroute2():
         from pyroute2.netlink.exceptions import NetlinkError
     except ImportError as e:
         why = "which is not installed" if e.name == "pyroute2" else f"which failed: {e}"
-        raise ImportError(f"attaching tc programs (and XDP programs on kernels before 5.9) "
-                          f"speaks netlink through pyroute2, {why}; pip install "
-                          f"pybpf[net]") from None
+        raise DependencyError(f"attaching tc programs (and XDP programs on kernels before "
+                              f"5.9) speaks netlink through pyroute2, {why}; pip install "
+                              f"pybpf[net]") from None
     return pyroute2, NetlinkError
 
 
@@ -339,7 +336,7 @@ def _iproute(what):
 
 
 def _call(method, *args, what, hints=None, **kwargs):
-    """method(*args, **kwargs), netlink errors as OSError naming what failed."""
+    """method(*args, **kwargs), netlink errors as BPFError naming what failed."""
     with _netlink_errors(what, hints):
         result = method(*args, **kwargs)
         return list(result) if result is not None else []
@@ -355,13 +352,21 @@ def _netlink_errors(what, hints=None):
         hint = (hints or {}).get(code)
         if hint is None and code in (errno.EPERM, errno.EACCES):
             hint = _PRIVILEGE_HINT
-        text = f"{what}: {errno_text(code)}"
-        detail = getattr(e, "args", ("", ""))[1:2]
-        if detail and detail[0] and detail[0] != os.strerror(code):
-            text += f": {detail[0]}"
-        if hint:
-            text += f"\n  hint: {hint}"
-        raise OSError(code, text) from None
+        detail = (getattr(e, "args", ("", ""))[1:2] or [""])[0]
+        if detail == os.strerror(code):
+            detail = ""
+        raise BPFError(what, code, detail or "", hint) from None
+
+
+@contextlib.contextmanager
+def _unless(err):
+    """Let a BPFError with errno err pass silently: the state it reports (a filter
+    already gone, a qdisc already there) is the one wanted."""
+    try:
+        yield
+    except BPFError as e:
+        if e.errno != err:
+            raise
 
 
 def _xdp_hints(name, flags):
@@ -383,7 +388,7 @@ def _check_type(program, want, func, label):
     if ptype != want:
         tname = ptype.name if isinstance(ptype, ProgType) else ptype
         name = getattr(program, "name", "") or "the program"
-        raise ValueError(f"{func} needs a {label} program; {name!r} is {tname}"
+        raise InputError(f"{func} needs a {label} program; {name!r} is {tname}"
                          + (" (use attach_xdp)" if ptype == ProgType.XDP else "")
                          + (" (use attach_tc)" if ptype == ProgType.SCHED_CLS else ""))
 
@@ -448,9 +453,8 @@ def _setns(fd, what):
     """setns(2) for the calling thread (os.setns exists only from Python 3.12)."""
     if _libc.setns(fd, _CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
-        hint = ("\n  hint: entering a network namespace needs CAP_SYS_ADMIN (run as root)"
-                if err == errno.EPERM else "")
-        raise OSError(err, f"{what}: {errno_text(err)}{hint}")
+        raise BPFError("setns", err, what, "entering a network namespace needs "
+                       "CAP_SYS_ADMIN (run as root)" if err == errno.EPERM else None)
 
 
 __all__ = ["attach_xdp", "attach_tc", "resolve_interface", "XdpLink", "NetlinkXdpLink",

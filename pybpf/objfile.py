@@ -17,6 +17,7 @@ import struct
 import sys
 from typing import Dict, List, Optional
 
+from .errors import InputError
 from . import elf as E
 from . import sections
 from .btf import Btf, BtfError
@@ -39,7 +40,7 @@ LEGACY_MAP_DEF = 20
 PIN_NONE = 0
 
 
-class ObjectError(ValueError):
+class ObjectError(InputError):
     """The object file is not something pybpf can load; the message says what and where."""
 
 

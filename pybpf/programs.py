@@ -6,6 +6,7 @@ refusal arrives as a :class:`~pybpf.errors.VerifierError` with the log attached.
 import ctypes
 import dataclasses
 
+from .errors import InputError
 from .fd import FdObject, Pinnable
 from .kernel import bpf as kbpf
 from .kernel import system
@@ -33,7 +34,7 @@ def _enum_of(enum, value, what):
     try:
         return enum[value.upper()] if isinstance(value, str) else enum(value)
     except (KeyError, ValueError):
-        raise ValueError(f"unknown {what} {value!r}; known: "
+        raise InputError(f"unknown {what} {value!r}; known: "
                          f"{', '.join(t.name.lower() for t in enum)}") from None
 
 
@@ -44,7 +45,7 @@ def assemble(insns):
     else:
         code = b"".join(i.encode() for i in insns)
     if not code or len(code) % 8:
-        raise ValueError(f"a program is a non-empty multiple of 8-byte instructions, "
+        raise InputError(f"a program is a non-empty multiple of 8-byte instructions, "
                          f"got {len(code)} bytes")
     return code
 

@@ -18,12 +18,11 @@ import subprocess
 import sys
 import time
 
-from ..errors import BPFError
+from ..errors import Error, InputError, MissingError
 from ..fd import unpin
 from ..kernel.constants import MapType, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE
 from ..loader import BpfObject
 from ..maps import KeyedMap, PerfEventArrayMap
-from ..objfile import ObjectError
 from . import emit_json
 
 _XDP_MODES = {"auto": 0, "native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}
@@ -73,15 +72,15 @@ def run(args):
     stop = _StopSignals()
     try:
         obj = BpfObject.open(args.object)
-    except (ObjectError, OSError) as e:
+    except (Error, OSError) as e:
         return _fail(f"{args.object}: {e}")
     with stop, obj:
         try:
             obj.load()
             for spec in args.tail_call:
                 _tail_call(obj, spec)
-        except (BPFError, ObjectError, ValueError, KeyError) as e:
-            return _fail(f"{args.object}: {_text(e)}")
+        except Error as e:
+            return _fail(f"{args.object}: {e}")
         return _attach_and_run(args, obj, stop)
 
 
@@ -94,8 +93,8 @@ def _attach_and_run(args, obj, stop):
                 report.attached(name, links[name])
             if args.pin:
                 _pin(args.pin, obj, links, report)
-        except (BPFError, ObjectError, ValueError, KeyError, ImportError, OSError) as e:
-            return _fail(_text(e))
+        except (Error, OSError) as e:
+            return _fail(str(e))
         report.print_attached()
         status = _wait(args, stop, report)
     finally:
@@ -132,22 +131,22 @@ def fill_prog_array(obj, map_name, slots):
     fill_prog_array(obj, "jumps", {1: "b", 2: "c"})."""
     m = obj.maps.get(map_name)
     if m is None:
-        raise KeyError(f"no map {map_name!r} in {obj.spec.name} (has "
-                       f"{', '.join(obj.maps) or 'none'})")
+        raise MissingError(f"no map {map_name!r} in {obj.spec.name} (has "
+                           f"{', '.join(obj.maps) or 'none'})")
     if m.type != MapType.PROG_ARRAY:
-        raise ValueError(f"map {map_name!r} is {m.type.name}, not a program array")
+        raise InputError(f"map {map_name!r} is {m.type.name}, not a program array")
     for index, prog_name in slots.items():
         prog = obj.programs.get(prog_name)
         if prog is None:
-            raise KeyError(f"no loaded program {prog_name!r} in {obj.spec.name} (has "
-                           f"{', '.join(obj.programs) or 'none'})")
+            raise MissingError(f"no loaded program {prog_name!r} in {obj.spec.name} (has "
+                               f"{', '.join(obj.programs) or 'none'})")
         m[index] = prog
 
 
 def _tail_call(obj, spec):
     match = _TAIL_CALL.match(spec)
     if not match:
-        raise ValueError(f"--tail-call {spec!r}: write MAP[INDEX]=PROGRAM, e.g. jumps[1]=b")
+        raise InputError(f"--tail-call {spec!r}: write MAP[INDEX]=PROGRAM, e.g. jumps[1]=b")
     fill_prog_array(obj, match.group(1), {int(match.group(2)): match.group(3)})
 
 
@@ -155,8 +154,8 @@ def _programs_to_attach(args, obj, report):
     if args.program:
         unknown = [n for n in args.program if n not in obj.programs]
         if unknown:
-            raise KeyError(f"no program {', '.join(map(repr, unknown))} in {obj.spec.name} "
-                           f"(has {', '.join(obj.programs)})")
+            raise MissingError(f"no program {', '.join(map(repr, unknown))} in {obj.spec.name} "
+                               f"(has {', '.join(obj.programs)})")
         return list(args.program)
     targets = _tail_call_targets(obj)
     for name in obj.programs:
@@ -178,18 +177,14 @@ def _tail_call_targets(obj):
 
 
 def _attach(args, obj, name):
-    try:
-        from ..attach import attach
-    except ImportError as e:
-        raise ImportError(f"attaching needs pybpf.attach, which failed to import: {e}") \
-            from None
+    from ..attach import attach  # not at the top: load and --help need none of it
     sd = obj.spec.programs[name].section_def
     what = f"program {name!r} (section {sd.section!r})"
     options = _options_for(sd, args, what)
     try:
         return attach(obj.programs[name], sd, **options)
-    except (BPFError, ValueError, KeyError, OSError) as e:
-        raise _AttachError(f"{what}: {_text(e)}") from None
+    except (Error, OSError) as e:
+        raise _AttachError(f"{what}: {e}") from None
 
 
 def _options_for(sd, args, what):
@@ -210,7 +205,7 @@ def _options_for(sd, args, what):
     return {}
 
 
-class _AttachError(ValueError):
+class _AttachError(InputError):
     """Attaching one program failed; the message names the program."""
 
 
@@ -224,7 +219,7 @@ def _pin(directory, obj, links, report):
              [link_paths[name] for name, link in links.items() if hasattr(link, "pin")])
     taken = [path for path in paths if os.path.lexists(path)]
     if taken:
-        raise ValueError(f"--pin {directory}: {', '.join(taken)} exist already; remove them "
+        raise InputError(f"--pin {directory}: {', '.join(taken)} exist already; remove them "
                          f"or pin somewhere else")
     try:
         obj.pin(directory)
@@ -233,7 +228,7 @@ def _pin(directory, obj, links, report):
                 os.makedirs(os.path.dirname(link_paths[name]), exist_ok=True)
                 link.pin(link_paths[name])
             elif not hasattr(link, "leave_attached"):
-                raise ValueError(f"program {name!r}: its attachment ({link.description}) "
+                raise InputError(f"program {name!r}: its attachment ({link.description}) "
                                  f"cannot be pinned; run without --pin")
     except BaseException:
         for path in paths:
@@ -403,11 +398,6 @@ def _jsonable(value):
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
-
-
-def _text(err):
-    """An exception's message (a KeyError's str() would quote it)."""
-    return err.args[0] if isinstance(err, KeyError) and err.args else str(err)
 
 
 def _fail(message):

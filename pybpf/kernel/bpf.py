@@ -10,7 +10,7 @@ import mmap as _mmap
 import os
 import threading
 
-from ..errors import ENOTSUPP, BPFError
+from ..errors import ENOTSUPP, BPFError, InputError
 from . import attr as A
 from . import system
 from .constants import BPF_F_NUMA_NODE, BPF_F_REPLACE, BPF_OBJ_NAME_LEN, Cmd, ProgType
@@ -42,7 +42,7 @@ def obj_name(name):
         raw = raw[:BPF_OBJ_NAME_LEN - 1]
     bad = [chr(c) for c in raw if not (chr(c).isalnum() or chr(c) in "_.")]
     if bad:
-        raise ValueError(f"object name {name!r} has characters the kernel refuses "
+        raise InputError(f"object name {name!r} has characters the kernel refuses "
                          f"({''.join(sorted(set(bad)))}); use letters, digits, '_' and '.'")
     return raw
 

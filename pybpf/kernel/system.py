@@ -12,6 +12,8 @@ import platform
 import resource
 import re
 
+from ..errors import BPFError, InputError
+
 BPF_FS_MAGIC = 0xCAFE4A11
 TRACEFS_MAGIC = 0x74726163
 BPFFS_DEFAULT = "/sys/fs/bpf"
@@ -149,7 +151,7 @@ def fs_type(path):
     buf = _Statfs()
     if _libc.statfs(os.fsencode(path), ctypes.byref(buf)) != 0:
         err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
+        raise BPFError("statfs", err, path)
     return buf.f_type & 0xFFFFFFFF
 
 
@@ -170,10 +172,10 @@ def check_pin_path(path):
     """
     parent = os.path.dirname(os.path.abspath(path)) or "/"
     if not os.path.isdir(parent):
-        raise ValueError(f"cannot pin at {path!r}: directory {parent!r} does not exist "
+        raise InputError(f"cannot pin at {path!r}: directory {parent!r} does not exist "
                          f"(create it inside a bpffs mount such as {BPFFS_DEFAULT})")
     if not is_bpffs(parent):
-        raise ValueError(
+        raise InputError(
             f"cannot pin at {path!r}: {parent!r} is not on a bpf filesystem; pins live in "
             f"bpffs (mount it with `mount -t bpf bpf {BPFFS_DEFAULT}` and pin below it)")
 
@@ -194,7 +196,7 @@ def mount(source, target, fstype):
     os.makedirs(target, exist_ok=True)
     if _libc.mount(source.encode(), target.encode(), fstype.encode(), 0, None) != 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"mount -t {fstype} {source} {target}: {os.strerror(err)}")
+        raise BPFError(f"mount -t {fstype} {source} {target}", err)
 
 
 def fdinfo(fd):

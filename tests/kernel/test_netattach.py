@@ -252,8 +252,9 @@ def test_tc_leaves_a_clsact_it_did_not_create_and_takes_free_priority(netpair, t
         with netattach.attach_tc(prog, "vb", netns=b) as first:
             with netattach.attach_tc(prog, "vb", netns=b) as second:
                 assert (first.priority, second.priority) == (1, 2)
-            with pytest.raises(FileExistsError, match="priority 1"):
+            with pytest.raises(BPFError, match="priority 1") as exc:
                 netattach.attach_tc(prog, "vb", netns=b, priority=1)
+            assert exc.value.errno == errno.EEXIST
         assert "clsact" in _qdisc_kinds(b, "vb")
     finally:
         with pyroute2.IPRoute(netns=b) as ipr:
@@ -286,6 +287,7 @@ def test_wrong_program_type_is_refused(xdp_obj, tc_obj):
 UNPRIVILEGED = r"""
 import os, sys
 import pyroute2  # before giving up root: it lives where nobody may not read
+import pybpf
 from pybpf import netattach
 from pybpf.loader import BpfObject
 obj = BpfObject.open(sys.argv[1]).load()
@@ -295,7 +297,7 @@ try:
     link = getattr(netattach, sys.argv[3])(prog, "lo", **eval(sys.argv[4]))
     print("attached", link)
     link.close()
-except OSError as e:
+except pybpf.BPFError as e:
     print(type(e).__name__, e.errno, str(e).replace("\n", " "))
 """
 
@@ -310,7 +312,7 @@ def test_missing_privileges_are_explained(build, obj, prog, func, kwargs):
     out = subprocess.run([sys.executable, "-c", UNPRIVILEGED, build(obj), prog, func,
                           repr(kwargs)], capture_output=True, text=True, check=True,
                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
-    assert out.stdout.startswith("PermissionError 1 "), out.stdout + out.stderr
+    assert out.stdout.startswith("BPFError 1 "), out.stdout + out.stderr
     assert "needs CAP_NET_ADMIN" in out.stdout, out.stdout
 
 
