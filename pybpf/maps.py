@@ -79,6 +79,7 @@ class Map(Pinnable):
     :meth:`from_id` or :meth:`from_fd`."""
 
     map_type = None  # set on subclasses that serve one type
+    _elements = False  # True on the classes that read and write elements
 
     def __init__(self, fd, map_type, key_size, value_size, max_entries, flags=0, name="",
                  key=None, value=None):
@@ -86,8 +87,12 @@ class Map(Pinnable):
         self.key_size, self.value_size = key_size, value_size
         self.max_entries, self.flags = max_entries, flags
         self._key = _codec.make_codec(key, key_size, "key") if key_size else None
-        self._value = self._value_codec(_codec.make_codec(value, value_size, "value"))
-        self._ops = kbpf.ElemOps(fd, key_size, self._value.size)
+        self._value = _codec.make_codec(value, value_size, "value")
+        if map_type in kbpf.PERCPU_MAP_TYPES:
+            self._value = _codec.PerCpuCodec(self._value, system.possible_cpus())
+        # The buffers, checked against the map (one syscall; types pybpf knows nothing
+        # about get no element access, and so no buffers the kernel could overrun).
+        self._ops = kbpf.ElemOps(fd, key_size, self._value.size) if self._elements else None
         # Own the fd only once nothing above can fail: the callers close it when
         # __init__ raises, and a half-built owner would close it again when collected,
         # by then perhaps someone else's fd.
@@ -159,9 +164,6 @@ class Map(Pinnable):
     @classmethod
     def from_id(cls, map_id, key=None, value=None):
         return cls.from_fd(kbpf.fd_by_id(Cmd.MAP_GET_FD_BY_ID, map_id), key, value)
-
-    def _value_codec(self, inner):
-        return inner
 
     # -- facts -----------------------------------------------------------------
 
@@ -241,6 +243,8 @@ _KEYLESS = {MapType.BLOOM_FILTER}
 
 class KeyedMap(Map):
     """Maps addressed by key: the dict-like interface and batch operations."""
+
+    _elements = True
 
     def __getitem__(self, key):
         self.fd
@@ -348,7 +352,7 @@ class KeyedMap(Map):
             keys = ctypes.create_string_buffer(count * ks)
             values = ctypes.create_string_buffer(count * vs)
             try:
-                n, done = kbpf.map_batch(cmd, self.fd, in_batch, out_batch, keys, values, count)
+                n, done = self._ops.batch(cmd, in_batch, out_batch, keys, values, count)
             except BPFError as e:
                 if e.errno == errno.ENOSPC and getattr(e, "batch_count", 0) == 0:
                     count *= 2  # a hash bucket holds more entries than one batch
@@ -375,7 +379,7 @@ class KeyedMap(Map):
         values = b"".join(self._value.encode(v) for _, v in pairs)
         if not flags & _EXIST_FLAGS:
             try:
-                kbpf.map_batch(Cmd.MAP_UPDATE_BATCH, self.fd, None, None, keys, values,
+                self._ops.batch(Cmd.MAP_UPDATE_BATCH, None, None, keys, values,
                                len(pairs), flags)
                 return
             except BPFError as e:
@@ -394,7 +398,7 @@ class KeyedMap(Map):
             return
         raw = b"".join(self._enc_key(k) for k in keys)
         try:
-            kbpf.map_batch(Cmd.MAP_DELETE_BATCH, self.fd, None, None, raw, None, len(keys))
+            self._ops.batch(Cmd.MAP_DELETE_BATCH, None, None, raw, None, len(keys))
         except BPFError as e:
             if e.errno == errno.ENOENT:
                 raise MissingError(keys[getattr(e, "batch_count", 0)]) from None
@@ -485,18 +489,13 @@ class ArrayMap(KeyedMap):
         return kbpf.mmap(self.fd, length, writable=not self.info().frozen)
 
 
-class _PerCpu:
-    """Mixin: values are lists with one entry per possible CPU."""
-
-    def _value_codec(self, inner):
-        return _codec.PerCpuCodec(inner, system.possible_cpus())
-
-
-class PerCpuHashMap(_PerCpu, HashMap):
+# Per-CPU values (lists, one entry per possible CPU) come with the map type, whatever
+# the class: Map.__init__ asks the kernel layer's kbpf.PERCPU_MAP_TYPES.
+class PerCpuHashMap(HashMap):
     map_type = MapType.PERCPU_HASH
 
 
-class PerCpuArrayMap(_PerCpu, ArrayMap):
+class PerCpuArrayMap(ArrayMap):
     map_type = MapType.PERCPU_ARRAY
 
 
@@ -595,6 +594,7 @@ class PerfEventArrayMap(_FdArray):
 class QueueMap(Map):
     """QUEUE (FIFO) and STACK (LIFO) maps: no keys, push/pop/peek values."""
     map_type = MapType.QUEUE
+    _elements = True
 
     @classmethod
     def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):

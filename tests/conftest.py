@@ -7,6 +7,7 @@
 import gc
 import os
 import shutil
+import subprocess
 import uuid
 
 import pytest
@@ -74,6 +75,25 @@ def bpffs():
         os.unlink(os.path.join(path, name))
     os.rmdir(path)
     assert not leftovers, f"test left pins behind: {leftovers}"
+
+
+@pytest.fixture
+def cgroup():
+    """A fresh cgroup v2 directory (cgroup2 mounted for the test if it is not); the
+    test must leave it empty (rmdir fails otherwise)."""
+    mount = system.mount_point("cgroup2")
+    mounted_here = None
+    if mount is None:
+        mounted_here = f"/tmp/pybpf-cgroup2-{uuid.uuid4().hex[:8]}"
+        system.mount("none", mounted_here, "cgroup2")
+        mount = mounted_here
+    path = os.path.join(mount, f"pybpf-test-{uuid.uuid4().hex[:8]}")
+    os.mkdir(path)
+    yield path
+    os.rmdir(path)
+    if mounted_here:
+        subprocess.run(["umount", mounted_here], check=True)
+        os.rmdir(mounted_here)
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,9 @@ import threading
 
 from ..errors import ENOTSUPP, BPFError, InputError
 from . import attr as A
-from . import system
-from .constants import BPF_F_NUMA_NODE, BPF_F_REPLACE, BPF_OBJ_NAME_LEN, Cmd, ProgType
+from . import newer, system
+from .constants import (BPF_F_NUMA_NODE, BPF_F_REPLACE, BPF_OBJ_NAME_LEN, Cmd, MapType,
+                        ProgType)
 from .syscall import bpf, bpf_errno, bpf_failed, make_error, prebuilt_args, raw_call
 
 LOG_BUF_START = 64 * 1024
@@ -67,6 +68,32 @@ def map_create(map_type, key_size, value_size, max_entries, flags=0, name="",
     return bpf(Cmd.MAP_CREATE, attr, hints)
 
 
+# Map types whose values user space sees per CPU: round_up(value_size, 8) bytes for
+# every possible CPU (kernel/bpf/syscall.c, bpf_map_value_size()).
+PERCPU_MAP_TYPES = frozenset({MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH,
+                              MapType.PERCPU_ARRAY, MapType.PERCPU_CGROUP_STORAGE})
+# Map types that take fds on update and give u32 ids on lookup (IS_FD_MAP()).
+FD_MAP_TYPES = frozenset({MapType.PROG_ARRAY, MapType.PERF_EVENT_ARRAY,
+                          MapType.CGROUP_ARRAY, MapType.ARRAY_OF_MAPS,
+                          MapType.HASH_OF_MAPS})
+
+
+def value_buffer_size(map_type, value_size):
+    """Bytes the kernel copies in and out of a value buffer of an element command (per
+    element of a batch), for a map of map_type with the given value_size.
+
+    This, not value_size, is what a buffer must hold: a per-CPU map copies every
+    possible CPU's value (pybpf counts CPUs as the highest possible one plus 1, never
+    fewer than the kernel's num_possible_cpus()). A type newer than pybpf's constants
+    may be per-CPU, so it is sized as if it were.
+    """
+    if map_type in PERCPU_MAP_TYPES or map_type > newer.LAST_MAP_TYPE:
+        return (value_size + 7) // 8 * 8 * system.possible_cpus()
+    if map_type in FD_MAP_TYPES:
+        return 4
+    return value_size
+
+
 class ElemOps:
     """Prebuilt attr and buffers for the BPF_MAP_*_ELEM commands on one map.
 
@@ -75,9 +102,24 @@ class ElemOps:
     1.3 us of the ~2 us a lookup costs is ctypes' call and the kernel). Buffers are
     bytearrays, whose slice assignment is the cheapest copy Python has. A lock keeps
     threads from sharing the buffers mid-call (ctypes releases the GIL in syscall()).
+
+    The buffers are checked once, here, against the map as the kernel reports it: the
+    kernel copies key_size and value_buffer_size() bytes through the pointers without
+    knowing how large the buffers behind them are, so a smaller one would be a heap
+    overflow in this process (InputError instead). Batches check theirs in batch().
     """
 
     def __init__(self, fd, key_size, value_size):
+        info = obj_get_info(fd, "map")
+        self.need_key = info.key_size
+        self.need_value = value_buffer_size(info.type, info.value_size)
+        if key_size < self.need_key or value_size < self.need_value:
+            raise InputError(
+                f"map {info.id} (type {info.type}) has {self.need_key}-byte keys and "
+                f"{self.need_value}-byte values as the kernel copies them, but the "
+                f"buffers for it would be {key_size} and {value_size} bytes; give the map "
+                f"key and value types of those sizes (per-CPU values are lists)")
+        self.fd = fd
         self.key_size, self.value_size = key_size, value_size
         self.key = bytearray(max(key_size, 1))
         self.value = bytearray(max(value_size, 1))
@@ -139,12 +181,44 @@ class ElemOps:
                 return bytes(self.next) if self.key_size else b""
             return None
 
+    def batch(self, cmd, in_batch, out_batch, keys, values, count, elem_flags=0):
+        """One BPF_MAP_*_BATCH call. Returns (count processed, finished).
+
+        ``finished`` is True when a lookup batch got ENOENT: the map has no more
+        entries after this batch (which may still hold some). For update and delete
+        batches ENOENT is an error (a missing key), raised with ``batch_count``, the
+        number of elements processed before it, like every other error.
+
+        Every buffer must hold what the kernel copies for count elements: keys and
+        values for each, and a resume token (a u32 bucket of a hash map, a key of
+        the others) in in_batch and out_batch.
+        """
+        token = max(self.need_key, 4)
+        for name, buf, size in (("keys", keys, count * self.need_key),
+                                ("values", values, count * self.need_value),
+                                ("in_batch", in_batch, token), ("out_batch", out_batch, token)):
+            if buf is not None and len(buf) < size:
+                raise InputError(f"a batch of {count} elements needs {size} bytes of "
+                                 f"{name}, got a {len(buf)}-byte buffer")
+        attr = A.MapBatchAttr(in_batch=address(in_batch), out_batch=address(out_batch),
+                              keys=address(keys), values=address(values), count=count,
+                              map_fd=self.fd, elem_flags=elem_flags)
+        try:
+            bpf(cmd, attr)
+        except BPFError as e:
+            if e.errno != errno.ENOENT or cmd not in _LOOKUP_BATCHES:
+                e.batch_count = attr.count
+                raise
+            return attr.count, True
+        return attr.count, False
+
 
 # Plain ints: passing an IntEnum through ctypes costs more than the syscall's own work.
 _UPDATE, _DELETE, _NEXT_KEY = (int(Cmd.MAP_UPDATE_ELEM), int(Cmd.MAP_DELETE_ELEM),
                                int(Cmd.MAP_GET_NEXT_KEY))
 _ELEM_CMDS = (int(Cmd.MAP_LOOKUP_ELEM), _UPDATE, _DELETE, _NEXT_KEY,
               int(Cmd.MAP_LOOKUP_AND_DELETE_ELEM))
+_LOOKUP_BATCHES = (Cmd.MAP_LOOKUP_BATCH, Cmd.MAP_LOOKUP_AND_DELETE_BATCH)
 
 
 def map_freeze(fd):
@@ -152,28 +226,6 @@ def map_freeze(fd):
         errno.EBUSY: "the map is mmap()ed writable; close the writable mapping first"})
 
 
-def map_batch(cmd, fd, in_batch, out_batch, keys, values, count, elem_flags=0):
-    """One BPF_MAP_*_BATCH call. Returns (count processed, finished).
-
-    ``finished`` is True when a lookup batch got ENOENT: the map has no more
-    entries after this batch (which may still hold some). For update and delete
-    batches ENOENT is an error (a missing key), raised with ``batch_count``, the
-    number of elements processed before it, like every other error.
-    """
-    attr = A.MapBatchAttr(in_batch=address(in_batch), out_batch=address(out_batch),
-                          keys=address(keys), values=address(values), count=count,
-                          map_fd=fd, elem_flags=elem_flags)
-    try:
-        bpf(cmd, attr)
-    except BPFError as e:
-        if e.errno != errno.ENOENT or cmd not in _LOOKUP_BATCHES:
-            e.batch_count = attr.count
-            raise
-        return attr.count, True
-    return attr.count, False
-
-
-_LOOKUP_BATCHES = (Cmd.MAP_LOOKUP_BATCH, Cmd.MAP_LOOKUP_AND_DELETE_BATCH)
 
 
 def mmap(fd, length, writable):

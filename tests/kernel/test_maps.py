@@ -253,10 +253,10 @@ def test_batch_fallback_gives_identical_results(monkeypatch):
 
     calls = []
 
-    def unsupported(cmd, *args, **kwargs):
+    def unsupported(ops, cmd, *args, **kwargs):
         calls.append(cmd)
         raise BPFError("BPF_" + cmd.name, 524)  # ENOTSUPP: no batch ops here
-    monkeypatch.setattr(kbpf, "map_batch", unsupported)
+    monkeypatch.setattr(kbpf.ElemOps, "batch", unsupported)
     with Map.create("hash", key="I", value="Q", max_entries=4096) as m:
         fallback = _batch_walkthrough(m)
     assert calls, "the fallback path was not exercised"
@@ -265,7 +265,7 @@ def test_batch_fallback_gives_identical_results(monkeypatch):
 
 
 def test_batch_fallback_array(monkeypatch):
-    monkeypatch.setattr(kbpf, "map_batch", lambda cmd, *a, **k: (_ for _ in ()).throw(
+    monkeypatch.setattr(kbpf.ElemOps, "batch", lambda ops, cmd, *a, **k: (_ for _ in ()).throw(
         BPFError("BPF_" + cmd.name, errno.EOPNOTSUPP)))
     with Map.create("array", value="I", max_entries=100) as m:
         m.update_batch({i: i + 1 for i in range(100)})
