@@ -165,6 +165,8 @@ class ElemOps:
             return None
 
     def update(self, key, value, flags=0):
+        if flags:  # set on the prebuilt attr, past the constructor's range check
+            A.check(A.MapElemAttr, "flags", flags)
         with self.lock:
             self.value[:] = value
             self._check(_UPDATE, self._call(_UPDATE, key, self._value_addr, flags), False)
@@ -279,6 +281,8 @@ def _log_text(buf):
 def prog_test_run(fd, data_in=None, data_size_out=0, ctx_in=None, ctx_size_out=0,
                   repeat=1, flags=0, cpu=0, batch_size=0):
     """BPF_PROG_TEST_RUN; returns (retval, duration_ns, data_out, ctx_out)."""
+    A.check(A.TestRunAttr, "data_size_out", data_size_out)  # before sizing buffers by them
+    A.check(A.TestRunAttr, "ctx_size_out", ctx_size_out)
     data_out = ctypes.create_string_buffer(data_size_out) if data_size_out else None
     ctx_out = ctypes.create_string_buffer(ctx_size_out) if ctx_size_out else None
     attr = A.TestRunAttr(
@@ -399,6 +403,7 @@ def load_with_log(cmd, attr, prefix, log_level, log_size, hints):
     builds an exception.
     """
     size, level = log_size or LOG_BUF_START, log_level
+    A.check(type(attr), prefix + "size", size)  # before sizing the log buffer by it
     while True:
         log = ctypes.create_string_buffer(size) if level else None
         setattr(attr, prefix + "level", level)
@@ -445,9 +450,7 @@ def link_create(prog_fd, target_fd, attach_type, flags=0, extra=(), hints=None):
     """BPF_LINK_CREATE; ``extra`` fills the per-attach-type union as u64 words (e.g.
     (bpf_cookie,) for perf events, (target_btf_id,) for tracing). Returns the link fd."""
     attr = A.LinkCreateAttr(prog_fd=prog_fd, target_fd=target_fd, attach_type=attach_type,
-                            flags=flags)
-    for i, word in enumerate(extra):
-        attr.extra[i] = word
+                            flags=flags, extra=tuple(extra))
     return bpf(Cmd.LINK_CREATE, attr, hints)
 
 

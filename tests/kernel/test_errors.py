@@ -233,6 +233,36 @@ def test_bad_program_arguments_refused_before_syscall(no_syscalls):
         Program.load("xdp", ok, expected_attach_type="nowhere")
 
 
+# ctypes would store these modulo the field's width: the kernel would see 4, 0, ...
+@pytest.mark.parametrize("kwargs, field", [
+    ({"max_entries": 2**32 + 4}, "max_entries"),
+    ({"flags": 2**40}, "map_flags"),
+    ({"flags": -1}, "map_flags"),
+    ({"value": None, "value_size": 2**32 + 8}, "value_size"),
+    ({"key": None, "key_size": 2**33}, "key_size"),
+    ({"numa_node": -1}, "numa_node"),
+])
+def test_integers_too_large_for_the_kernels_fields_are_refused(no_syscalls, kwargs, field):
+    args = {"key": "I", "value": "I", "max_entries": 4}
+    args.update(kwargs)
+    with pytest.raises(pybpf.InputError, match=rf"MapCreateAttr\.{field}=-?\d+ is out of range"):
+        Map.create("hash", **args)
+
+
+def test_element_flags_and_log_sizes_are_range_checked(hash_u32_u64, no_syscalls):
+    with pytest.raises(pybpf.InputError, match=r"MapElemAttr\.flags"):
+        hash_u32_u64.update(1, 2, flags=2**64 + 1)
+    with pytest.raises(pybpf.InputError, match=r"ProgLoadAttr\.log_size"):
+        Program.load("xdp", [asm.mov64(asm.R0, 2), asm.exit()], log_level=1, log_size=2**33)
+
+
+def test_test_run_output_sizes_are_checked_before_buffers_are_made():
+    with Program.load("socket_filter", [asm.mov64(asm.R0, 0), asm.exit()]) as prog:
+        for size in (-1, 2**32):
+            with pytest.raises(pybpf.InputError, match="data_size_out"):
+                prog.test_run(b"\0" * 64, data_out_size=size)
+
+
 def test_unpin_outside_bpffs_refused(tmp_path):
     path = tmp_path / "not-a-pin"
     path.write_bytes(b"")
