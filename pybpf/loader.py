@@ -322,13 +322,17 @@ class BpfObject:
         return None
 
     def _kernel_map_name(self, mspec):
-        """Kernel names are 15 characters; data maps are called <object>.<section>."""
+        """The map's name in the kernel: data maps are called <object>.<section>, and
+        as libbpf does, bytes the kernel refuses become '_' and the name is cut to
+        the kernel's 15 bytes."""
         if not mspec.is_data:
             name = mspec.name
         else:
             prefix = self.spec.name[:min(8, 15 - min(len(mspec.name), 7))]
             name = prefix + mspec.name
-        return "".join(c if c.isalnum() or c in "._" else "_" for c in name)[:15]
+        raw = name.encode("utf-8", "surrogateescape")
+        return bytes(b if b < 0x80 and b in kbpf.NAME_BYTES else ord("_")
+                     for b in raw)[:kbpf.NAME_MAX]
 
     def _init_values(self):
         for name, mspec in self.spec.maps.items():
@@ -391,7 +395,7 @@ class BpfObject:
         started = time.perf_counter()
         try:
             prog = Program.load(
-                sd.prog_type, insns, self.spec.license or "", name=pspec.name,
+                sd.prog_type, insns, self.spec.license or "", name=_kernel_name(pspec.name),
                 expected_attach_type=expected_attach_type, kern_version=kern_version or 0,
                 flags=flags, log_level=log_level, attach_btf_id=attach_btf_id,
                 btf=self.btf if func_info else None, func_info=func_info,
@@ -806,6 +810,13 @@ def _with_context(err, what):
     if isinstance(err, BPFError):
         return (err.cmd, err.errno, f"{what}: {err.detail}" if err.detail else what, err.hint)
     return (f"{what}: {err}",)
+
+
+def _kernel_name(name):
+    """A program's name as the kernel holds it: its first 15 bytes, as libbpf cuts
+    them (the object keeps the whole name; obj.programs is keyed by it)."""
+    return name.encode("utf-8", "surrogateescape")[:kbpf.NAME_MAX].decode(
+        "utf-8", "surrogateescape")
 
 
 def _last_source_line(log):

@@ -69,7 +69,7 @@ def _map_info(fd):
     except ValueError:  # a type newer than our constants: keep the number
         mtype = i.type
     frozen = system.fdinfo(fd).get("frozen") == "1"
-    return MapInfo(mtype, i.id, i.name.decode(), i.key_size, i.value_size, i.max_entries,
+    return MapInfo(mtype, i.id, kbpf.name_text(i.name), i.key_size, i.value_size, i.max_entries,
                    i.map_flags, i.btf_id, i.btf_key_type_id, i.btf_value_type_id,
                    i.map_extra, i.ifindex, frozen)
 

@@ -205,7 +205,7 @@ def _prog_info(fd, with_maps=True):
         ptype = ProgType(i.type)
     except ValueError:  # newer than our constants
         ptype = i.type
-    return ProgInfo(ptype, i.id, i.name.decode(), bytes(i.tag).hex(), i.load_time,
+    return ProgInfo(ptype, i.id, kbpf.name_text(i.name), bytes(i.tag).hex(), i.load_time,
                     i.created_by_uid, map_ids, i.xlated_prog_len, i.jited_prog_len,
                     i.verified_insns, i.run_cnt, i.run_time_ns, i.recursion_misses,
                     i.btf_id, bool(i.gpl_compatible))

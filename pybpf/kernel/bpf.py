@@ -36,16 +36,64 @@ def address(buf):
     return ctypes.addressof(buf)
 
 
+# The bytes bpf_obj_name_cpy() accepts in a map or program name: '_', '.' and what the
+# kernel's isalnum() calls alphanumeric. Its ctype table (lib/ctype.c) is Latin-1, so
+# besides ASCII letters and digits it takes 0xC0-0xFF except 0xD7 and 0xF7 (but never
+# a UTF-8 continuation byte, 0x80-0xBF: any non-ASCII character of a str is refused).
+NAME_BYTES = frozenset(b"_.0123456789" + bytes(range(ord("A"), ord("Z") + 1)) +
+                       bytes(range(ord("a"), ord("z") + 1)) +
+                       bytes(b for b in range(0xC0, 0x100) if b not in (0xD7, 0xF7)))
+NAME_MAX = BPF_OBJ_NAME_LEN - 1  # the kernel wants a NUL within the 16-byte field
+
+
 def obj_name(name):
-    """Encode an object name the way the kernel accepts it (<16 bytes, [A-Za-z0-9_.])."""
-    raw = name.encode() if isinstance(name, str) else bytes(name)
-    if len(raw) >= BPF_OBJ_NAME_LEN:
-        raw = raw[:BPF_OBJ_NAME_LEN - 1]
-    bad = [chr(c) for c in raw if not (chr(c).isalnum() or chr(c) in "_.")]
-    if bad:
-        raise InputError(f"object name {name!r} has characters the kernel refuses "
-                         f"({''.join(sorted(set(bad)))}); use letters, digits, '_' and '.'")
+    """The bytes of an object name, checked exactly as the kernel checks them.
+
+    A str is encoded as UTF-8 with surrogateescape, so a name read from an ELF file
+    (decoded that way) goes back as its own bytes. A name the kernel would refuse with
+    a bare EINVAL, or one longer than NAME_MAX bytes (which it refuses too), is an
+    InputError naming the offending byte: nothing is truncated or replaced here (the
+    object loader shortens names from ELF files, as libbpf does).
+    """
+    if isinstance(name, str):
+        try:
+            raw = name.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError as e:
+            raise InputError(f"object name {name!r} cannot be encoded: {e.reason}") from None
+    elif isinstance(name, (bytes, bytearray)):
+        raw = bytes(name)
+    else:
+        raise InputError(f"an object name is a str or bytes, not {type(name).__name__}")
+    if len(raw) > NAME_MAX:
+        raise InputError(f"object name {name!r} is {len(raw)} bytes; the kernel takes at "
+                         f"most {NAME_MAX}")
+    for at, byte in enumerate(raw):
+        if byte not in NAME_BYTES:
+            raise InputError(f"object name {name!r} has byte {byte:#04x}{_within(name, at)}, "
+                             f"which the kernel refuses; use ASCII letters, digits, '_' "
+                             f"and '.'")
     return raw
+
+
+def _within(name, at):
+    """" (in 'é', UTF-8 c3 a9)" for byte offset at of a str name's UTF-8 encoding."""
+    if not isinstance(name, str):
+        return f" at offset {at}"
+    start = 0
+    for char in name:
+        raw = char.encode("utf-8", "surrogateescape")
+        if start <= at < start + len(raw):
+            if len(raw) == 1:
+                return f" ({char!r})" if char.isprintable() else ""
+            return f" (in {char!r}, UTF-8 {raw.hex(' ')})"
+        start += len(raw)
+    return ""
+
+
+def name_text(raw):
+    """A name the kernel reports (bpf_*_info.name) as text. Latin-1, as the kernel's
+    own ctype table reads names: it never fails, and keeps every byte."""
+    return bytes(raw).decode("latin-1")
 
 
 def close(fd):

@@ -205,7 +205,7 @@ def test_bad_map_arguments_refused_before_syscall(no_syscalls):
         assert known in str(exc.value)
     with pytest.raises(ValueError, match="unknown map type 9999"):
         Map.create(9999, key="I", value="I", max_entries=1)
-    with pytest.raises(ValueError, match="characters the kernel refuses"):
+    with pytest.raises(ValueError, match="which the kernel refuses"):
         Map.create("hash", key="I", value="I", max_entries=1, name="my-map")
     with pytest.raises(ValueError, match="max_entries"):
         Map.create("hash", key="I", value="I", max_entries=0)
@@ -223,7 +223,7 @@ def test_bad_program_arguments_refused_before_syscall(no_syscalls):
         Program.load("xdp_program", ok)
     for known in ("xdp", "socket_filter", "sched_cls", "tracepoint"):
         assert known in str(exc.value)
-    with pytest.raises(ValueError, match="characters the kernel refuses"):
+    with pytest.raises(ValueError, match="which the kernel refuses"):
         Program.load("xdp", ok, name="my prog")
     with pytest.raises(ValueError, match="non-empty"):
         Program.load("xdp", b"")

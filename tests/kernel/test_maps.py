@@ -302,11 +302,6 @@ def test_info_fields():
         assert d["type"] == "hash" and d["name"] == "info_test"
 
 
-def test_long_name_is_truncated_not_refused():
-    with Map.create("array", value="I", max_entries=1, name="a_rather_long_map_name") as m:
-        assert m.info().name == "a_rather_long_m"  # 15 bytes + NUL
-
-
 def test_mmap_shares_values_both_ways():
     with Map.create("array", value="Q", max_entries=4, flags=BPF_F_MMAPABLE) as m:
         view = m.mmap()
