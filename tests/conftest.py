@@ -105,6 +105,22 @@ def clang():
     return path
 
 
+@pytest.fixture(scope="session")
+def run_object(clang, tmp_path_factory):
+    """run_object(NAME): tests/progs/run/NAME.bpf.c compiled with clang, once a session."""
+    out = tmp_path_factory.mktemp("run_objects")
+    source = os.path.join(os.path.dirname(__file__), "progs", "run")
+
+    def compile_(name):
+        obj = out / f"{name}.o"
+        if not obj.exists():
+            subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-c",
+                            os.path.join(source, f"{name}.bpf.c"), "-o", str(obj),
+                            f"-I/usr/include/{os.uname().machine}-linux-gnu"], check=True)
+        return str(obj)
+    return compile_
+
+
 def _own_links():
     """Ids of the BPF links this process holds (other processes on the machine may
     create links of their own while the suite runs; those are not ours to judge)."""

@@ -7,7 +7,6 @@ truncates a name given to the API, and, like libbpf, cuts names taken from an EL
 object to 15 bytes.
 """
 import os
-import subprocess
 
 import pytest
 
@@ -20,7 +19,6 @@ from pybpf.kernel.constants import Cmd, MapType
 from pybpf.kernel.syscall import bpf_errno
 from pybpf.loader import BpfObject
 
-PROGS = os.path.join(os.path.dirname(__file__), "..", "progs", "run")
 
 
 def _kernel_accepts(raw):
@@ -58,12 +56,8 @@ def test_api_names_are_refused_not_truncated():
 
 
 @pytest.fixture(scope="module")
-def xdp_object(clang, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("names") / "xdp_count.o")
-    subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-c",
-                    os.path.join(PROGS, "xdp_count.bpf.c"), "-o", out,
-                    f"-I/usr/include/{os.uname().machine}-linux-gnu"], check=True)
-    with open(out, "rb") as f:
+def xdp_object(run_object):
+    with open(run_object("xdp_count"), "rb") as f:
         return f.read()
 
 

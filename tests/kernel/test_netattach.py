@@ -27,7 +27,6 @@ from pybpf.kernel.constants import LinkType  # noqa: E402
 from pybpf.links import BpfLink  # noqa: E402
 from pybpf.loader import BpfObject  # noqa: E402
 
-PROGS = os.path.join(os.path.dirname(__file__), "..", "progs", "run")
 PREFIX = f"pybpf-{uuid.uuid4().hex[:6]}"
 ADDR_A, ADDR_B = "10.201.7.1", "10.201.7.2"
 PASS_PORT, DROP_PORT = 40001, 40002
@@ -106,17 +105,8 @@ def send(tx, port, count):
 
 
 @pytest.fixture(scope="module")
-def build(clang, tmp_path_factory):
-    out = tmp_path_factory.mktemp("netattach")
-
-    def compile_(name):
-        obj = out / f"{name}.o"
-        if not obj.exists():
-            subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-c",
-                            os.path.join(PROGS, f"{name}.bpf.c"), "-o", str(obj),
-                            f"-I/usr/include/{os.uname().machine}-linux-gnu"], check=True)
-        return str(obj)
-    return compile_
+def build(run_object):
+    return run_object
 
 
 def loaded(path, **variables):

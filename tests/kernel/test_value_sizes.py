@@ -33,7 +33,6 @@ from pybpf.probe import probe_map_type
 
 from test_attach import UDP_SENDS, run_in_cgroup
 
-PROGS = os.path.join(os.path.dirname(__file__), "..", "progs", "run")
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
 NCPUS = system.possible_cpus()
 PAGE_VALUE = 4096  # the value of cgroup_storage.bpf.c's map
@@ -41,12 +40,8 @@ PACKETS = 6  # what UDP_SENDS sends
 
 
 @pytest.fixture(scope="module")
-def storage_obj(clang, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("value_sizes") / "cgroup_storage.o")
-    subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-c",
-                    os.path.join(PROGS, "cgroup_storage.bpf.c"), "-o", out,
-                    f"-I/usr/include/{os.uname().machine}-linux-gnu"], check=True)
-    return out
+def storage_obj(run_object):
+    return run_object("cgroup_storage")
 
 
 @pytest.fixture
