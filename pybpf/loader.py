@@ -26,6 +26,7 @@ from .btf import Btf
 from .btf import ext as X
 from .btf import types as T
 from .btf.handle import KernelBtf
+from .dataimage import ZeroImage
 from .errors import BPFError, InputError, MissingError, UnsupportedError, VerifierError
 from .kernel import bpf as kbpf
 from .kernel import system
@@ -221,7 +222,7 @@ class BpfObject:
                 inner.close()
         try:
             if mspec.data is not None:
-                m.update(0, bytes(mspec.data))
+                _write_image(m, mspec.data)
                 if mspec.flags & O.BPF_F_RDONLY_PROG:
                     m.freeze()
             if pin_path:
@@ -732,6 +733,31 @@ def _kconfig_bytes(ext, value, btf):
                                    signed=int(value) < 0)
     except OverflowError:
         raise O.ObjectError(f"{ext.name}={value} does not fit in {ext.size} bytes") from None
+
+
+def _write_image(m, image):
+    """Copy a global data section's initial image into its (mmapable) map.
+
+    A writable section goes through a shared mapping of just the part written, straight
+    from the image, and of a .bss only the pages written before load (the kernel hands
+    out the map zeroed): nothing of the section's size is copied or mapped. A
+    read-only one (.rodata, .kconfig: BPF_F_RDONLY_PROG, which the kernel will not map
+    writable) is one update of the whole value; those are file bytes, or small.
+    """
+    chunks = list(image.written()) if isinstance(image, ZeroImage) else [(0, image)]
+    if not chunks:
+        return
+    if m.flags & O.BPF_F_RDONLY_PROG:
+        m.update(0, image[0:len(image)])
+        return
+    page = system.page_size()
+    for offset, data in chunks:
+        start = offset // page * page
+        view = kbpf.mmap(m.fd, offset + len(data) - start, writable=True, offset=start)
+        try:
+            view[offset - start:offset - start + len(data)] = data
+        finally:
+            view.close()
 
 
 def _max_entries(mspec):

@@ -472,8 +472,8 @@ class ArrayMap(KeyedMap):
 
     def _write_error(self, err, key=None, flags=BPF_ANY):
         if err.errno == errno.E2BIG:  # what the kernel answers for an index past the end
-            return KeyError(f"index {key} is out of range: {self._describe()} has "
-                            f"max_entries={self.max_entries} slots")
+            return MissingError(f"index {key} is out of range: {self._describe()} has "
+                                f"max_entries={self.max_entries} slots")
         return super()._write_error(err, key, flags)
 
     def mmap(self):

@@ -13,6 +13,7 @@ subprograms, ``__uint``/``__type``/``__array`` map definitions encoded in BTF, a
 global variables in ``.data``, ``.rodata``, ``.bss`` and their ``.*`` variants.
 """
 import dataclasses
+import os
 import struct
 import sys
 from typing import Dict, List, Optional
@@ -23,6 +24,8 @@ from . import sections
 from .btf import Btf, BtfError
 from .btf.ext import BtfExt
 from .btf import types as T
+from .dataimage import ZeroImage
+from .kernel import system
 from .kernel.constants import (BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, BPF_JMP, BPF_CALL,
                                BPF_PSEUDO_CALL, MapType)
 
@@ -38,6 +41,9 @@ STRUCT_OPS = ".struct_ops"
 LEGACY_MAP_DEF = 20
 # Map "pinning" values libbpf defines; any other value is an error there too.
 PIN_NONE = 0
+# The largest value of an array map (kernel/bpf/arraymap.c, array_map_alloc_check()):
+# global data and .kconfig become one-element arrays, so no section may be larger.
+ARRAY_VALUE_MAX = 0x7FFFFFFF
 
 
 class ObjectError(InputError):
@@ -172,9 +178,7 @@ class ObjectFile:
 
     @classmethod
     def from_path(cls, path):
-        with open(path, "rb") as f:
-            data = f.read()
-        import os
+        data = system.read_regular_file(path)
         return cls.parse(data, os.path.basename(path).split(".")[0] or "obj")
 
     @classmethod
@@ -308,7 +312,10 @@ class _Parser:
             if not _is_data_section(sec):
                 continue
             readonly = sec.name.startswith(".rodata")
-            data = bytearray(sec.size) if sec.type == E.SHT_NOBITS else bytearray(sec.data)
+            _check_array_value(f"section {sec.name}", sec.size)
+            # .bss takes no room in the file, so its header may claim any size: hold only
+            # what is written before load. Other sections: one copy of the file's bytes.
+            data = ZeroImage(sec.size) if sec.type == E.SHT_NOBITS else bytearray(sec.view)
             value_id = self._datasec_id(sec.name)
             obj.maps[sec.name] = MapSpec(
                 name=sec.name, type=MapType.ARRAY, key_size=4, value_size=sec.size,
@@ -347,6 +354,10 @@ class _Parser:
                               f"maps is not a whole number of bpf_map_def records")
         order = "<" if self.elf.byteorder == "little" else ">"
         for sym in syms:
+            if sym.value + rec > len(sec.data):
+                raise ObjectError(f"legacy map {sym.name!r}: its {rec}-byte record at offset "
+                                  f"{sym.value} lies outside section 'maps' "
+                                  f"({len(sec.data)} bytes in the file)")
             raw = sec.data[sym.value:sym.value + rec]
             if any(raw[LEGACY_MAP_DEF:]):
                 # Records longer than struct bpf_map_def come in incompatible layouts
@@ -477,7 +488,10 @@ class _Parser:
             if not ids:
                 raise ObjectError(f"section {sec.name} needs BTF describing its variables; "
                                   f"compile with clang -g")
-            data = sec.data if sec.type != E.SHT_NOBITS else bytes(sec.size)
+            if sec.type == E.SHT_NOBITS:  # clang never writes one: the table has pointers
+                raise ObjectError(f"section {sec.name} takes no room in the file "
+                                  f"(SHT_NOBITS), so it initialises no struct_ops table")
+            data = sec.data
             for v in btf.type(ids[0]).vars:
                 var = btf.type(v.type)
                 local = btf.resolve(var.type)
@@ -541,6 +555,7 @@ class _Parser:
             ext.offset = offset
             offset += ext.size
         if kconfig:
+            _check_array_value("the .kconfig externs", offset)
             self.obj.maps[KCONFIG] = MapSpec(
                 KCONFIG, MapType.ARRAY, 4, max(offset, 1), 1,
                 BPF_F_MMAPABLE | BPF_F_RDONLY_PROG, data=bytearray(max(offset, 1)),
@@ -655,6 +670,14 @@ class _Parser:
             if slot < 0:
                 raise ObjectError(f"map {name!r}: initial value relocation before 'values'")
             spec.init_values[slot] = r.symbol.name
+
+
+def _check_array_value(what, size):
+    """Refuse, before anything is allocated for it, data that no array map can hold."""
+    if size > ARRAY_VALUE_MAX:
+        raise ObjectError(f"{what} is {size} bytes, but it becomes the value of a "
+                          f"one-element array map, which the kernel limits to "
+                          f"{ARRAY_VALUE_MAX} bytes")
 
 
 def _is_struct_ops(name):

@@ -15,6 +15,7 @@ from array import array
 from collections.abc import Mapping
 
 from ..errors import InputError, UnsupportedError
+from ..kernel import system
 from . import parse
 from . import types as T
 from .strings import StringTable
@@ -110,8 +111,7 @@ class Btf:
     @classmethod
     def load(cls, path, base=None, lazy=True):
         """Parse a raw BTF file (e.g. one dumped with ``llvm-objcopy --dump-section``)."""
-        with open(path, "rb") as f:
-            data = f.read()
+        data = system.read_regular_file(path)
         if data[:4] == b"\x7fELF":
             raise BtfError(f"{path} is an ELF file, not raw BTF: take its .BTF section "
                            f"(pybpf.elf, or llvm-objcopy --dump-section .BTF=out.btf {path})")

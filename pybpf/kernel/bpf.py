@@ -142,6 +142,17 @@ def value_buffer_size(map_type, value_size):
     return value_size
 
 
+_MMAP_BUFFER = 1 << 20  # bytes from which element buffers come from an anonymous mmap
+
+
+def _zeroed(size):
+    """A zeroed, writable buffer of size bytes. A large one is an anonymous mmap, whose
+    pages take no memory until a copy touches them: the buffer of a data map is as large
+    as its section (hundreds of MiB for a large .bss) and rarely used, since globals
+    are read through a mapping of the map itself. Both kinds slice and export alike."""
+    return bytearray(size) if size < _MMAP_BUFFER else _mmap.mmap(-1, size)
+
+
 class ElemOps:
     """Prebuilt attr and buffers for the BPF_MAP_*_ELEM commands on one map.
 
@@ -169,9 +180,9 @@ class ElemOps:
                 f"key and value types of those sizes (per-CPU values are lists)")
         self.fd = fd
         self.key_size, self.value_size = key_size, value_size
-        self.key = bytearray(max(key_size, 1))
-        self.value = bytearray(max(value_size, 1))
-        self.next = bytearray(max(key_size, 1))
+        self.key = _zeroed(max(key_size, 1))
+        self.value = _zeroed(max(value_size, 1))
+        self.next = _zeroed(max(key_size, 1))
         # ctypes views export the bytearrays, which makes any resize (the one way a
         # slice assignment could move them under the kernel's pointer) a BufferError.
         self._views = [(ctypes.c_char * len(b)).from_buffer(b)
@@ -278,11 +289,12 @@ def map_freeze(fd):
 
 
 
-def mmap(fd, length, writable):
-    """mmap(2) a BPF_F_MMAPABLE map's value area (shared with the kernel)."""
+def mmap(fd, length, writable, offset=0):
+    """mmap(2) a BPF_F_MMAPABLE map's value area (shared with the kernel), or the part
+    of it from offset (a multiple of the page size) on."""
     prot = _mmap.PROT_READ | (_mmap.PROT_WRITE if writable else 0)
     try:
-        return _mmap.mmap(fd, length, _mmap.MAP_SHARED, prot)
+        return _mmap.mmap(fd, length, _mmap.MAP_SHARED, prot, offset=offset)
     except OSError as e:
         hint = ("the map is frozen or was created with BPF_F_RDONLY_PROG; map it read-only"
                 if e.errno == errno.EPERM else

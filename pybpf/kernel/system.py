@@ -11,6 +11,7 @@ import os
 import platform
 import resource
 import re
+import stat
 
 from ..errors import BPFError, InputError
 
@@ -23,6 +24,35 @@ CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
 CAP_BPF = 39
+
+
+_FILE_KINDS = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device",
+               stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFDIR: "directory"}
+
+
+def read_regular_file(path):
+    """The bytes of the regular file at path, no more than its size says.
+
+    An object or BTF file handed to pybpf may be anything: reading /dev/zero never
+    ends, opening a FIFO blocks until someone writes. The file is opened without
+    blocking and refused (InputError) unless it is a regular file; then exactly its
+    st_size bytes are read, so a file that grows meanwhile cannot make the read
+    longer. OSError (a missing file, no permission) passes through as Python's own.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = _FILE_KINDS.get(stat.S_IFMT(st.st_mode), "special file")
+            raise InputError(f"{os.fspath(path)} is a {kind}, not a regular file; give "
+                             f"the path of a file")
+        with open(fd, "rb", closefd=False) as f:
+            return f.read(st.st_size)
+    except (MemoryError, OverflowError):
+        raise InputError(f"{os.fspath(path)} is {st.st_size} bytes, more than this "
+                         f"process can read into memory") from None
+    finally:
+        os.close(fd)
 
 
 def page_size():
