@@ -20,6 +20,9 @@ from .kernel.constants import (BPF_ANY, BPF_EXIST, BPF_F_MMAPABLE, BPF_F_NO_PREA
 from .errors import ENOTSUPP
 
 _PAGE = system.page_size()
+# Bytes of keys and values one batch syscall may read: a few MiB keep the syscalls few
+# (100,000 small entries in one) without sizing buffers by max_entries x value size.
+BATCH_BYTES = 4 << 20
 _EXIST_FLAGS = BPF_NOEXIST | BPF_EXIST  # the update flags that depend on the key's presence
 
 
@@ -321,9 +324,14 @@ class KeyedMap(Map):
     # -- batches ---------------------------------------------------------------
 
     def lookup_batch(self, batch_size=None, delete=False):
-        """Every (key, value) pair, read (and with delete=True removed) in batches of
-        batch_size entries per syscall; falls back to one syscall per key on kernels or
-        map types without BPF_MAP_LOOKUP_BATCH."""
+        """Every (key, value) pair, read (and with delete=True removed) in batches of at
+        most batch_size entries per syscall, and never more than BATCH_BYTES of keys and
+        values (at least one entry); falls back to one syscall per key on kernels or map
+        types without BPF_MAP_LOOKUP_BATCH."""
+        if batch_size is not None and (not isinstance(batch_size, int) or
+                                       isinstance(batch_size, bool) or batch_size < 1):
+            raise InputError(f"batch_size is a number of entries, at least 1 (or None); "
+                             f"got {batch_size!r}")
         self.fd
         try:
             return self._lookup_batch(batch_size, delete)
@@ -342,20 +350,23 @@ class KeyedMap(Map):
 
     def _lookup_batch(self, batch_size, delete):
         ks, vs = self.key_size, self._value.size
-        count = batch_size or min(self.max_entries, 1 << 16)
+        # Sized by max_entries alone, a batch of large values would want gigabytes.
+        count = max(1, min(batch_size or self.max_entries, self.max_entries,
+                           BATCH_BYTES // (ks + vs)))
         cmd = Cmd.MAP_LOOKUP_AND_DELETE_BATCH if delete else Cmd.MAP_LOOKUP_BATCH
         # The resume token is a bucket index (u32) for hash maps and a key for others.
         token_size = max(ks, 8)
         in_batch, out_batch = None, ctypes.create_string_buffer(token_size)
-        pairs = []
+        pairs, keys = [], None
         while True:
-            keys = ctypes.create_string_buffer(count * ks)
-            values = ctypes.create_string_buffer(count * vs)
+            if keys is None:  # decoding copies, so one pair of buffers serves every batch
+                keys = ctypes.create_string_buffer(count * ks)
+                values = ctypes.create_string_buffer(count * vs)
             try:
                 n, done = self._ops.batch(cmd, in_batch, out_batch, keys, values, count)
             except BPFError as e:
                 if e.errno == errno.ENOSPC and getattr(e, "batch_count", 0) == 0:
-                    count *= 2  # a hash bucket holds more entries than one batch
+                    count, keys = count * 2, None  # a hash bucket holds more than a batch
                     continue
                 raise
             # Decode straight from the ctypes buffers (no copy of the whole batch).

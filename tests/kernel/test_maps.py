@@ -247,6 +247,57 @@ def _batch_walkthrough(m):
     return after_update, after_delete, missing, popped, len(m)
 
 
+def _batch_calls(monkeypatch):
+    """Record (count, bytes of value buffer) of every batch call, passing them on."""
+    calls, real = [], kbpf.ElemOps.batch
+
+    def recording(ops, cmd, in_batch, out_batch, keys, values, count, *rest):
+        calls.append((count, len(values)))
+        return real(ops, cmd, in_batch, out_batch, keys, values, count, *rest)
+    monkeypatch.setattr(kbpf.ElemOps, "batch", recording)
+    return calls
+
+
+@pytest.mark.parametrize("batch_size", [None, 65536])
+def test_batch_buffers_are_bounded_by_bytes_not_entries(monkeypatch, batch_size):
+    """Sized by max_entries, a batch of these 1 MiB values would want 64 GiB."""
+    value = b"\x01" * (1 << 20)
+    with Map.create("hash", key="I", value=len(value), max_entries=65536,
+                    flags=BPF_F_NO_PREALLOC) as m:
+        m[7] = value
+        calls = _batch_calls(monkeypatch)
+        assert m.lookup_batch(batch_size) == [(7, value)]
+    assert calls and all(size <= max(pybpf.maps.BATCH_BYTES, len(value))
+                         for _, size in calls)
+
+
+LARGE_VALUE_ITEMS = """
+from pybpf import BPF_F_NO_PREALLOC, Map
+with Map.create("hash", key="I", value=65536, max_entries=65536,
+                flags=BPF_F_NO_PREALLOC) as m:
+    m[7] = bytes(65536)
+    assert m.items() == [(7, bytes(65536))]
+with open("/proc/self/status") as f:
+    print(f.read().split("VmHWM:")[1].split()[0])
+"""
+
+
+def test_items_of_a_map_of_large_values_takes_little_memory():
+    """The issue's case: one 64 KiB entry, room for 65536 (4 GiB of batch buffer)."""
+    out = subprocess.run([sys.executable, "-c", LARGE_VALUE_ITEMS], capture_output=True,
+                         text=True, timeout=120, env=dict(os.environ,
+                                                          PYTHONPATH=os.pathsep.join(sys.path)))
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) < 128 << 10, f"peak RSS {int(out.stdout) >> 10} MiB"
+
+
+@pytest.mark.parametrize("batch_size", [-5, 0, 2.5, "10"])
+def test_batch_size_must_be_a_positive_count(batch_size):
+    with Map.create("hash", key="I", value="I", max_entries=4) as m:
+        with pytest.raises(pybpf.InputError, match="batch_size"):
+            m.lookup_batch(batch_size)
+
+
 def test_batch_fallback_gives_identical_results(monkeypatch):
     with Map.create("hash", key="I", value="Q", max_entries=4096) as m:
         native = _batch_walkthrough(m)
