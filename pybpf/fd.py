@@ -91,6 +91,68 @@ class Pinnable(FdObject):
         unpin(path)
 
 
+def pin_all(pins):
+    """Pin every (object, path) of pins: all of them, or none.
+
+    Paths are resolved first (symlinks and ``..``), and the directories they need are
+    created below the deepest one that exists, which must be on bpffs: that is checked
+    before anything is created, so a refused call leaves no directory behind. A path
+    that exists already is refused before anything is pinned. If a pin fails anyway
+    (another process pinned the same path meanwhile), what this call pinned and the
+    directories it created are removed, and nothing else: a path someone else pinned
+    stays theirs.
+    """
+    pins = [(obj, os.path.realpath(path)) for obj, path in pins]
+    taken = [path for _, path in pins if os.path.lexists(path)]
+    if taken:
+        raise InputError(f"already pinned: {', '.join(taken)}; unpin or pin somewhere else")
+    missing = []  # directories to create, parents first
+    for _, path in pins:
+        missing += [d for d in _missing_dirs(os.path.dirname(path)) if d not in missing]
+    made = []  # (path, inode) of what this call created, to remove exactly those
+    try:
+        for directory in missing:
+            os.mkdir(directory)
+            made.append((directory, os.lstat(directory).st_ino))
+        for obj, path in pins:
+            obj.pin(path)
+            made.append((path, os.lstat(path).st_ino))
+    except BaseException:
+        for path, inode in reversed(made):
+            _remove_own(path, inode)
+        raise
+
+
+def _missing_dirs(directory):
+    """The directories from the deepest existing ancestor of directory down to it,
+    refusing an ancestor that is not a directory on bpffs."""
+    missing = []
+    while not os.path.lexists(directory):
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    if not os.path.isdir(directory):
+        raise InputError(f"cannot pin below {directory!r}: it is not a directory")
+    if not system.is_bpffs(directory):
+        raise InputError(f"cannot pin below {directory!r}: it is not on a bpf filesystem; "
+                         f"pins live in bpffs (mount it with `mount -t bpf bpf "
+                         f"{system.BPFFS_DEFAULT}` and pin below it)")
+    return missing[::-1]
+
+
+def _remove_own(path, inode):
+    """Remove a pin or directory this process made, unless it is now someone else's
+    (another inode) or, for a directory, holds someone else's pins."""
+    try:
+        if os.lstat(path).st_ino != inode:
+            return
+        if os.path.isdir(path):
+            os.rmdir(path)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass  # gone already, or not empty: either way not ours to remove
+
+
 def unpin(path):
     """Remove the pin at path, refusing paths outside bpffs (never unlink a real file).
 

@@ -27,7 +27,9 @@ from .btf import ext as X
 from .btf import types as T
 from .btf.handle import KernelBtf
 from .dataimage import ZeroImage
-from .errors import BPFError, InputError, MissingError, UnsupportedError, VerifierError
+from .fd import pin_all
+from .errors import (BPFError, ClosedError, InputError, MissingError, UnsupportedError,
+                     VerifierError)
 from .kernel import bpf as kbpf
 from .kernel import system
 from .kernel.constants import (BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS, BPF_PSEUDO_BTF_ID,
@@ -65,7 +67,7 @@ class BpfObject:
         self.core_notes = {}  # (section, slot) -> why a CO-RE relocation failed
         self.warnings = []
         self.variables = _Variables(self)
-        self._loaded = False
+        self._loaded = self._closed = False
 
     @classmethod
     def open(cls, path_or_bytes, name=None):
@@ -83,6 +85,12 @@ class BpfObject:
         self.close()
 
     def close(self):
+        """Release every map, program and BTF of the object; it cannot be loaded again."""
+        self._closed = True
+        self._release()
+
+    def _release(self):
+        self._loaded = False
         self.variables.close()
         for prog in self.programs.values():
             prog.close()
@@ -93,7 +101,7 @@ class BpfObject:
         self.programs, self.maps, self.btf = {}, {}, None
 
     def __repr__(self):
-        state = "loaded" if self._loaded else "not loaded"
+        state = "closed" if self._closed else "loaded" if self._loaded else "not loaded"
         return f"<BpfObject {self.spec.name!r} {state} programs={list(self.spec.programs)}>"
 
     # -- loading -------------------------------------------------------------------
@@ -108,8 +116,8 @@ class BpfObject:
         kconfig: values for ``.kconfig`` externs, overriding the running kernel's.
         programs: names to load (default: every program not marked ``SEC("?...")``).
         """
-        if self._loaded:
-            raise InputError(f"{self!r} is already loaded")
+        if self._loaded or self._closed:
+            raise InputError(f"{self!r} is already {'closed' if self._closed else 'loaded'}")
         self._kernel_btf_source = kernel_btf
         try:
             self._load_btf()
@@ -126,7 +134,7 @@ class BpfObject:
                 self.programs[name] = self._load_program(self.spec.programs[name], log_level)
             self._init_values()
         except BaseException:
-            self.close()
+            self._release()  # a failed load may be retried (other kconfig, programs)
             raise
         self._loaded = True
         return self
@@ -595,12 +603,23 @@ class BpfObject:
     # -- pinning ---------------------------------------------------------------------
 
     def pin(self, directory):
-        """Pin every program at DIR/NAME and every map at DIR/maps/NAME."""
-        os.makedirs(os.path.join(directory, "maps"), exist_ok=True)
-        for name, prog in self.programs.items():
-            prog.pin(os.path.join(directory, name))
-        for name, m in self.maps.items():
-            m.pin(os.path.join(directory, "maps", name.lstrip(".") or name))
+        """Pin every program at DIR/NAME and every map at DIR/maps/NAME (bpffs), all or
+        nothing (see pybpf.fd.pin_all): a failure leaves no pin and no directory of
+        this call behind."""
+        pin_all(self.pin_targets(directory))
+
+    def pin_targets(self, directory):
+        """[(object, path)] that :meth:`pin` pins, for callers pinning more with them."""
+        self._check_loaded("pin")
+        return ([(prog, os.path.join(directory, name)) for name, prog in self.programs.items()]
+                + [(m, os.path.join(directory, "maps", name.lstrip(".") or name))
+                   for name, m in self.maps.items()])
+
+    def _check_loaded(self, what):
+        if self._closed:
+            raise ClosedError(f"cannot {what} {self!r}")
+        if not self._loaded:
+            raise InputError(f"cannot {what} {self!r}: load() it first")
 
 
 class _Variables:

@@ -60,6 +60,11 @@ def no_leaked_fds(request):
     assert not described, f"test leaked file descriptors: {described}"
 
 
+# Test pin directories carry this process's pid: other test runs on the machine make
+# their own, which are not this run's to judge.
+_PIN_PREFIX = f"pybpf-test-{os.getpid()}-"
+
+
 @pytest.fixture
 def bpffs():
     """A fresh directory on a bpffs mount (mounted at /sys/fs/bpf if nothing is);
@@ -67,7 +72,7 @@ def bpffs():
     root = system.BPFFS_DEFAULT
     if not system.is_bpffs(root):
         system.mount("bpf", root, "bpf")
-    path = os.path.join(root, f"pybpf-test-{uuid.uuid4().hex[:8]}")
+    path = os.path.join(root, f"{_PIN_PREFIX}{uuid.uuid4().hex[:8]}")
     os.mkdir(path)
     yield path
     leftovers = os.listdir(path)
@@ -138,7 +143,7 @@ def _own_links():
 
 def _system_state():
     """What a test run may create and must remove: BPF links it holds, pybpf tracefs
-    probe events, test pins, network namespaces."""
+    probe events, its test pin directories, network namespaces."""
     from pybpf.kernel.system import find_tracefs
     state = {"links": _own_links(), "probes": set(), "pins": set(), "netns": set()}
     tracefs = find_tracefs()
@@ -149,7 +154,7 @@ def _system_state():
         except OSError:
             pass
     if os.path.isdir("/sys/fs/bpf"):
-        state["pins"] = {n for n in os.listdir("/sys/fs/bpf") if n.startswith("pybpf-test")}
+        state["pins"] = {n for n in os.listdir("/sys/fs/bpf") if n.startswith(_PIN_PREFIX)}
     if os.path.isdir("/run/netns"):
         state["netns"] = set(os.listdir("/run/netns"))
     return state

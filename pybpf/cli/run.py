@@ -19,7 +19,7 @@ import sys
 import time
 
 from ..errors import Error, InputError, MissingError
-from ..fd import unpin
+from ..fd import Pinnable, pin_all
 from ..kernel.constants import MapType, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE
 from ..loader import BpfObject
 from ..maps import KeyedMap, PerfEventArrayMap
@@ -210,33 +210,17 @@ class _AttachError(InputError):
 
 
 def _pin(directory, obj, links, report):
-    """Pin programs and maps (BpfObject.pin's layout) and links at DIR/links/NAME;
-    netlink attachments are left in place instead. All or nothing: a failure removes
-    the pins this made, and a path that is taken already fails before any pinning."""
-    link_paths = {name: os.path.join(directory, "links", name) for name in links}
-    paths = ([os.path.join(directory, name) for name in obj.programs] +
-             [os.path.join(directory, "maps", name.lstrip(".") or name) for name in obj.maps] +
-             [link_paths[name] for name, link in links.items() if hasattr(link, "pin")])
-    taken = [path for path in paths if os.path.lexists(path)]
-    if taken:
-        raise InputError(f"--pin {directory}: {', '.join(taken)} exist already; remove them "
-                         f"or pin somewhere else")
-    try:
-        obj.pin(directory)
-        for name, link in links.items():
-            if hasattr(link, "pin"):
-                os.makedirs(os.path.dirname(link_paths[name]), exist_ok=True)
-                link.pin(link_paths[name])
-            elif not hasattr(link, "leave_attached"):
-                raise InputError(f"program {name!r}: its attachment ({link.description}) "
-                                 f"cannot be pinned; run without --pin")
-    except BaseException:
-        for path in paths:
-            if os.path.lexists(path):
-                unpin(path)
-        raise
+    """Pin programs and maps (BpfObject.pin's layout) and links at DIR/links/NAME, all
+    or nothing (pybpf.fd.pin_all); netlink attachments are left in place instead."""
     for name, link in links.items():
-        if not hasattr(link, "pin"):
+        if not isinstance(link, Pinnable) and not hasattr(link, "leave_attached"):
+            raise InputError(f"program {name!r}: its attachment ({link.description}) "
+                             f"cannot be pinned; run without --pin")
+    pin_all(obj.pin_targets(directory) + [
+        (link, os.path.join(directory, "links", name)) for name, link in links.items()
+        if isinstance(link, Pinnable)])
+    for name, link in links.items():
+        if not isinstance(link, Pinnable):
             report.left_attached(name, link.leave_attached())
     report.doc["pinned"] = directory
 
