@@ -18,6 +18,7 @@ import struct
 from .errors import ENOTSUPP, BPFError
 from .fd import FdObject, Pinnable
 from .kernel import bpf as kbpf
+from .kernel import newer
 from .kernel.constants import AttachType, Cmd, LinkType
 
 
@@ -31,7 +32,8 @@ class LinkInfo:
 
     def to_dict(self):
         d = dataclasses.asdict(self)
-        d["type"] = self.type.name.lower() if isinstance(self.type, LinkType) else self.type
+        d["type"] = (self.type.name.lower() if isinstance(self.type, LinkType)
+                     else newer.LINK_TYPE_NAMES.get(self.type, self.type))
         return d
 
 
@@ -115,6 +117,8 @@ def _details(ltype, words):
         return {"netns_ino": u32[0], "attach_type": _attach_name(u32[1])}
     if ltype == LinkType.XDP:
         return {"ifindex": u32[0]}
+    if ltype == newer.BPF_LINK_TYPE_TCX:
+        return {"ifindex": u32[0], "attach_type": _attach_name(u32[1])}
     return {}
 
 
@@ -122,7 +126,7 @@ def _attach_name(value):
     try:
         return AttachType(value).name.lower()
     except ValueError:
-        return value
+        return newer.ATTACH_TYPE_NAMES.get(value, value)
 
 
 def attach_raw_tracepoint(program, name):

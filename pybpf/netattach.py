@@ -6,13 +6,18 @@ that can be pinned, and that nobody can silently replace. Older kernels attach t
 netlink (the way ``ip link set dev IF xdp fd N`` does), and the returned link removes
 the program again on close.
 
-tc: :func:`attach_tc` adds a ``bpf`` filter in direct-action mode to the interface's
+tc: on kernels with tcx (6.6+) :func:`attach_tc` creates a tcx link (BPF_LINK_CREATE
+with BPF_TCX_INGRESS or BPF_TCX_EGRESS), a :class:`TcxLink` that the kernel detaches
+when its last fd closes, however the process ends. Older kernels (and callers asking
+for a filter priority) get a ``bpf`` filter in direct-action mode on the interface's
 ``clsact`` qdisc (``tc filter add dev IF ingress bpf da fd N``), creating the qdisc if
-the interface has none. Closing the link deletes the filter, and the qdisc too when
-pybpf created it and nothing else is attached to it any more.
+the interface has none. Closing that link deletes the filter, and the qdisc too when
+pybpf created it and nothing else is attached to it any more; but netlink ties none
+of it to a file descriptor, so a process killed with SIGKILL leaves the filter, the
+qdisc and the program attached (``TcLink._removal_hint()`` says how to remove them).
 
 Netlink is spoken through pyroute2, the optional ``net`` extra (``pip install
-pybpf[net]``); it is imported only when needed, so XDP links work without it.
+pybpf[net]``); it is imported only when needed, so XDP and tcx links work without it.
 
 Both functions take ``netns=``: the name of a network namespace (``ip netns add
 NAME``) or the path of one (``/proc/PID/ns/net``). The interface is looked up and the
@@ -26,7 +31,7 @@ import socket
 
 from .errors import BPFError, DependencyError, InputError
 from .kernel import bpf as kbpf
-from .kernel import system
+from .kernel import newer, system
 from .kernel.constants import (XDP_FLAGS_DRV_MODE, XDP_FLAGS_HW_MODE, XDP_FLAGS_MASK,
                                XDP_FLAGS_MODES, XDP_FLAGS_REPLACE, XDP_FLAGS_SKB_MODE,
                                XDP_FLAGS_UPDATE_IF_NOEXIST, AttachType, ProgType)
@@ -37,6 +42,7 @@ INGRESS, EGRESS = "ingress", "egress"
 _CLSACT_HANDLE = 0xFFFF0000
 _CLSACT_PARENT = 0xFFFFFFF1
 _TC_PARENTS = {INGRESS: 0xFFFFFFF2, EGRESS: 0xFFFFFFF3}
+_TCX_TYPES = {INGRESS: newer.BPF_TCX_INGRESS, EGRESS: newer.BPF_TCX_EGRESS}
 _TC_FILTER_HANDLE = 1
 _TCA_BPF_FLAG_ACT_DIRECT = 1
 _ETH_P_ALL = 0x0003
@@ -69,10 +75,7 @@ def attach_xdp(program, iface, flags=0, *, netns=None, via="auto"):
                          f"BpfLink.update())")
     if bin(flags & XDP_FLAGS_MODES).count("1") > 1:
         raise InputError(f"XDP flags {flags:#x} name more than one mode; pick one")
-    if via == "auto":
-        via = "link" if system.kernel_version() >= _XDP_LINK_KERNEL else "netlink"
-    if via not in ("link", "netlink"):
-        raise InputError(f"via={via!r}: use 'link', 'netlink' or 'auto'")
+    via = _via(via, _XDP_LINK_KERNEL)
     with _entered(netns):
         ifindex, ifname = resolve_interface(iface, netns)
         where = _where(ifname, ifindex, netns)
@@ -84,21 +87,36 @@ def attach_xdp(program, iface, flags=0, *, netns=None, via="auto"):
         return _attach_xdp_netlink(program, ifindex, ifname, flags, netns, where)
 
 
-def attach_tc(program, iface, direction=INGRESS, *, priority=None, netns=None):
-    """Attach a tc (SCHED_CLS) program to iface's ingress or egress as a direct-action
-    bpf filter on the clsact qdisc; returns a :class:`TcLink`.
+def attach_tc(program, iface, direction=INGRESS, *, priority=None, netns=None,
+              via="auto"):
+    """Attach a tc (SCHED_CLS) program to iface's ingress or egress; returns a Link.
 
-    priority: the filter's priority (lower runs first); default the lowest one no
-    filter on that hook uses, so existing filters keep their place but run after.
+    via: "link", a :class:`TcxLink` (kernel 6.6+; programs on one hook run in the order
+    they were attached); "netlink", a :class:`TcLink`, a direct-action bpf filter on
+    the clsact qdisc, which survives a SIGKILL of this process (see the module's
+    docstring); "auto", a tcx link where the kernel has them unless priority is given.
+    priority (netlink only): the filter's priority (lower runs first); default the
+    lowest one no filter on that hook uses, so existing filters keep their place but
+    run after.
     """
     _check_type(program, ProgType.SCHED_CLS, "attach_tc", "SCHED_CLS (SEC(\"tc\"))")
     if direction not in _TC_PARENTS:
         raise InputError(f"direction {direction!r}: use 'ingress' or 'egress'")
     if priority is not None and not 1 <= priority <= 0xFFFF:
         raise InputError(f"tc priority {priority} is not in 1..65535")
+    via = _via("netlink" if via == "auto" and priority is not None else via,
+               newer.TCX_KERNEL)
+    if via == "link" and priority is not None:
+        raise InputError("priority orders netlink filters; tcx links run in the order "
+                         "they are attached (pass via='netlink' for a priority)")
     with _entered(netns) as ns_key:
         ifindex, ifname = resolve_interface(iface, netns)
         where = _where(ifname, ifindex, netns)
+        if via == "link":
+            fd = kbpf.link_create(program.fd, ifindex, _TCX_TYPES[direction],
+                                  hints=_tcx_hints(where))
+            return TcxLink(fd, program, f"tcx {direction} on {where}", ifindex=ifindex,
+                           ifname=ifname, direction=direction)
         with _iproute(f"attach tc program to {where}") as ipr:
             if _ensure_clsact(ipr, ifindex, ifname, where):
                 _created_clsact.add((ns_key, ifindex))
@@ -130,12 +148,26 @@ def resolve_interface(iface, netns=None):
 
 # ---- links ----------------------------------------------------------------------------
 
-class XdpLink(BpfLink):
-    """An XDP program attached through a kernel BPF link."""
+class _InterfaceLink(BpfLink):
+    """A kernel BPF link on a network interface."""
 
     def __init__(self, fd, program=None, description="", *, ifindex=0, ifname=""):
         super().__init__(fd, program, description)
         self.ifindex, self.ifname = ifindex, ifname
+
+
+class XdpLink(_InterfaceLink):
+    """An XDP program attached through a kernel BPF link."""
+
+
+class TcxLink(_InterfaceLink):
+    """A tc program attached through a tcx link (6.6+): detached by the kernel when its
+    last fd (or pin) goes, also when the process holding it is killed."""
+
+    def __init__(self, fd, program=None, description="", *, ifindex=0, ifname="",
+                 direction=INGRESS):
+        super().__init__(fd, program, description, ifindex=ifindex, ifname=ifname)
+        self.direction = direction
 
 
 class _NetlinkLink(Link):
@@ -369,6 +401,25 @@ def _unless(err):
             raise
 
 
+def _via(via, link_kernel):
+    """"link" or "netlink" for a via= argument; "auto" is a link from link_kernel on."""
+    if via == "auto":
+        return "link" if system.kernel_version() >= link_kernel else "netlink"
+    if via not in ("link", "netlink"):
+        raise InputError(f"via={via!r}: use 'link', 'netlink' or 'auto'")
+    return via
+
+
+def _tcx_hints(where):
+    return {
+        errno.EINVAL: f"the kernel refused a tcx link on {where}: tcx links need Linux "
+                      f"{'.'.join(map(str, newer.TCX_KERNEL))}+ (this is "
+                      f"{system.kernel_release()}); pass via='netlink' for a tc filter",
+        errno.EEXIST: f"this program is attached to that hook of {where} already",
+        errno.EPERM: _PRIVILEGE_HINT,
+    }
+
+
 def _xdp_hints(name, flags):
     return {
         errno.EBUSY: f"{name} already has an XDP program attached; detach it first "
@@ -458,5 +509,5 @@ def _setns(fd, what):
 
 
 __all__ = ["attach_xdp", "attach_tc", "resolve_interface", "XdpLink", "NetlinkXdpLink",
-           "TcLink", "InterfaceError", "INGRESS", "EGRESS", "XDP_FLAGS_SKB_MODE",
+           "TcxLink", "TcLink", "InterfaceError", "INGRESS", "EGRESS", "XDP_FLAGS_SKB_MODE",
            "XDP_FLAGS_DRV_MODE", "XDP_FLAGS_HW_MODE", "XDP_FLAGS_UPDATE_IF_NOEXIST"]

@@ -9,6 +9,11 @@ are not attached themselves.
 
 Exit status: CMD's when a command ran (128+N when signal N ended it), else 0; 1 when
 loading, attaching or starting the command failed.
+
+Killed with SIGKILL, run cleans up nothing, but the kernel does much of it: programs on
+BPF links (tracepoints, cgroups, XDP, tcx for tc on 6.6+) detach, and CMD is killed
+too (a parent-death signal). Netlink tc filters (kernels before 6.6) and XDP on
+kernels before 5.9 stay attached; docs/architecture.md lists what survives.
 """
 import argparse
 import os
@@ -20,6 +25,7 @@ import time
 
 from ..errors import Error, InputError, MissingError
 from ..fd import Pinnable, pin_all
+from ..kernel import system
 from ..kernel.constants import MapType, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE
 from ..loader import BpfObject
 from ..maps import KeyedMap, PerfEventArrayMap
@@ -273,7 +279,7 @@ def _poll_until(done, deadline):
 
 def _run_command(args, stop, report, deadline):
     try:
-        child = subprocess.Popen(args.command)
+        child = subprocess.Popen(args.command, preexec_fn=_dies_with(os.getpid()))
     except OSError as e:
         print(f"pybpf run: cannot run {args.command[0]!r}: {e}", file=sys.stderr)
         return 1
@@ -287,6 +293,17 @@ def _run_command(args, stop, report, deadline):
     status = 128 - status if status < 0 else status
     report.doc["command"]["exit_status"] = status
     return status
+
+
+def _dies_with(parent):
+    """What the command's process runs before exec: SIGKILL it when run dies. Stopping
+    by a signal run can catch, run passes SIGTERM on and waits; killed itself, it
+    cannot, and the command would live on, orphaned, after the programs detached."""
+    def preexec():
+        system.set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != parent:  # run died before the call: no signal will come
+            os.kill(os.getpid(), signal.SIGKILL)
+    return preexec
 
 
 def _end(child, signum):

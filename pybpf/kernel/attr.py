@@ -161,10 +161,14 @@ class InfoAttr(_Attr):
 
 
 class ProgQueryAttr(_Attr):
+    """BPF_PROG_QUERY. A tcx query (6.6+) writes ``revision`` whatever size it is told
+    the attr has, so the newer fields must be here even where unused: without them the
+    kernel would write past this structure."""
     _fields_ = [
         ("target_fd", u32), ("attach_type", u32), ("query_flags", u32),
         ("attach_flags", u32), ("prog_ids", u64), ("prog_cnt", u32),
         ("prog_attach_flags", u64),
+        ("link_ids", u64), ("link_attach_flags", u64), ("revision", u64),  # NEWER_FIELDS: 6.6
     ]
 
 
@@ -266,7 +270,9 @@ class BpfBtfInfo(_Attr):
 
 
 # Fields named after the kernel's but absent from the installed (6.1) header.
-NEWER_FIELDS = {("ProgLoadAttr", "log_true_size"), ("BtfLoadAttr", "btf_log_true_size")}
+NEWER_FIELDS = {("ProgLoadAttr", "log_true_size"), ("BtfLoadAttr", "btf_log_true_size"),
+                ("ProgQueryAttr", "link_ids"), ("ProgQueryAttr", "link_attach_flags"),
+                ("ProgQueryAttr", "revision")}
 
 # Which C struct each layout mirrors, for the layout test: anonymous members of
 # union bpf_attr are reached through a representative field name.

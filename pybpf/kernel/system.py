@@ -210,6 +210,16 @@ def check_pin_path(path):
             f"bpffs (mount it with `mount -t bpf bpf {BPFFS_DEFAULT}` and pin below it)")
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def set_parent_death_signal(signum):
+    """prctl(PR_SET_PDEATHSIG): have the kernel send signum to this process when the
+    thread that created it exits, however it exits (a SIGKILL included)."""
+    if _libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) != 0:
+        raise BPFError("prctl(PR_SET_PDEATHSIG)", ctypes.get_errno())
+
+
 def find_tracefs():
     """Path of a mounted tracefs, or None."""
     for path in TRACEFS_PATHS:

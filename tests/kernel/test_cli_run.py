@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -110,6 +111,35 @@ def test_sigterm_is_passed_on_to_the_command(objs):
     doc = json.loads(stdout)
     assert doc["command"]["exit_status"] == 128 + signal.SIGTERM
     assert doc["seconds"] < 20
+
+
+def _alive(pid):
+    """Whether pid runs (a zombie, exited but not yet reaped by its new parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_sigkill_of_run_takes_the_command_with_it(objs):
+    """run cannot pass on a SIGKILL of its own; the kernel does (parent-death signal)."""
+    proc = start("run", objs["getpid_count"], "--", "sleep", "60")
+    line = proc.stderr.readline()
+    assert line.startswith("pybpf run: started sleep (pid "), line
+    child = int(line.split("(pid ")[1].rstrip(")\n"))
+    try:
+        proc.kill()
+        proc.wait(timeout=30)  # not communicate(): an orphaned command keeps the pipes open
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child), "the command outlived the killed run"
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 def test_duration_stops_a_longer_command(objs):
