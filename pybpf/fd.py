@@ -57,6 +57,9 @@ class FdObject:
         return type(self).__name__
 
 
+_NOUNS = {"map": "map", "prog": "program", "link": "link"}
+
+
 class Pinnable(FdObject):
     """A kernel BPF object (map, program, link): it has a kernel id, reports info(),
     and can outlive its fd by being pinned in a bpffs directory."""
@@ -71,14 +74,28 @@ class Pinnable(FdObject):
         return self._id
 
     @staticmethod
-    def _open_pin(path, kind, noun, file_flags=0):
-        """The fd of the object pinned at path, refusing one of another kind (a
-        pinned program opened as a map) with a message naming both."""
+    def _open_pin(path, kind, file_flags=0):
+        """The fd of the object of kind ("map", "prog", "link") pinned at path.
+
+        What the kernel's bare EACCES or EINVAL would not say is refused first: a path
+        outside bpffs or a directory is no pin; and one of another kind (a pinned
+        program opened as a map) is refused with a message naming both."""
+        noun = _NOUNS[kind]
+        if os.path.lexists(path):
+            if not system.is_bpffs(path):
+                raise InputError(f"{path} is not on a bpf filesystem, so it is not a pin")
+            if os.path.isdir(path):
+                raise InputError(f"{path} is a directory in bpffs, not a pinned {noun}")
         fd = kbpf.obj_get(path, file_flags)
-        found = kbpf.object_kind(fd)
+        try:
+            found = kbpf.object_kind(fd)
+        except BaseException:
+            kbpf.close(fd)
+            raise
         if found != kind:
             kbpf.close(fd)
-            raise InputError(f"{path} is a pinned {found or 'object'}, not a {noun}")
+            raise InputError(f"{path} is a pinned "
+                             f"{_NOUNS.get(found, 'BPF object of another kind')}, not a {noun}")
         return fd
 
     def pin(self, path):

@@ -22,6 +22,7 @@ from .errors import BPFError, InputError
 from .kernel import bpf as kbpf
 from .kernel import newer, system
 from .kernel.constants import BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, Cmd, MapType
+from .fd import Pinnable
 from .maps import KeyedMap, Map
 from .programs import Program
 
@@ -69,7 +70,6 @@ KINDS = {
     "prog": _Kind("program", Cmd.PROG_GET_NEXT_ID, Cmd.PROG_GET_FD_BY_ID, Program.from_fd),
     "map": _Kind("map", Cmd.MAP_GET_NEXT_ID, Cmd.MAP_GET_FD_BY_ID, _raw_map),
 }
-_NOUNS = {"prog": "program", "map": "map", "link": "link"}
 
 
 def ids(kind):
@@ -99,24 +99,9 @@ def open_by_id(kind, obj_id):
 def open_pin(kind, path):
     """Open what is pinned at path, checking first what the kernel's EINVAL/ENOENT
     would not say: that the path exists, is on bpffs, and holds the right kind."""
-    k = KINDS[kind]
     if not os.path.lexists(path):
         raise NotFoundError(f"nothing is pinned at {path} (no such file)")
-    if not system.is_bpffs(path):
-        raise InputError(f"{path} is not on a bpf filesystem, so it is not a pin")
-    if os.path.isdir(path):
-        raise InputError(f"{path} is a directory in bpffs, not a pinned {k.noun}")
-    fd = kbpf.obj_get(path)
-    try:
-        found = kbpf.object_kind(fd)
-    except BaseException:
-        kbpf.close(fd)
-        raise
-    if found != kind:
-        kbpf.close(fd)
-        what = _NOUNS.get(found, "BPF object of another kind")
-        raise InputError(f"{path} is a pinned {what}, not a {k.noun}")
-    return k.wrap(fd)
+    return KINDS[kind].wrap(Pinnable._open_pin(path, kind))
 
 
 def open_object(kind, ref):

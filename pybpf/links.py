@@ -87,7 +87,7 @@ class BpfLink(Link, Pinnable):
     @classmethod
     def from_pin(cls, path):
         """Reopen a pinned link (e.g. to detach it from another process)."""
-        return cls(cls._open_pin(path, "link", "link"), description=f"pinned at {path}")
+        return cls(cls._open_pin(path, "link"), description=f"pinned at {path}")
 
     @classmethod
     def from_id(cls, link_id):

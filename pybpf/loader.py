@@ -71,8 +71,14 @@ class BpfObject:
 
     @classmethod
     def open(cls, path_or_bytes, name=None):
+        """Parse an object from its path (str or os.PathLike) or its bytes."""
         if isinstance(path_or_bytes, (bytes, bytearray)):
             return cls(O.ObjectFile.parse(path_or_bytes, name or "obj"))
+        if not isinstance(path_or_bytes, (str, os.PathLike)):
+            # open() would take an int as an fd, and close it: the caller's.
+            raise InputError(f"BpfObject.open() takes a path or the object's bytes, not "
+                             f"{type(path_or_bytes).__name__} (to read an fd, pass "
+                             f"os.read()'s bytes)")
         spec = O.ObjectFile.from_path(path_or_bytes)
         if name:
             spec.name = name

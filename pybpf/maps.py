@@ -161,7 +161,7 @@ class Map(Pinnable):
 
     @classmethod
     def from_pin(cls, path, key=None, value=None, readonly=False):
-        fd = cls._open_pin(path, "map", "map", BPF_F_RDONLY if readonly else 0)
+        fd = cls._open_pin(path, "map", BPF_F_RDONLY if readonly else 0)
         return cls.from_fd(fd, key, value)
 
     @classmethod

@@ -142,7 +142,7 @@ class Program(Pinnable):
 
     @classmethod
     def from_pin(cls, path):
-        return cls.from_fd(cls._open_pin(path, "prog", "program"))
+        return cls.from_fd(cls._open_pin(path, "prog"))
 
     @classmethod
     def from_id(cls, prog_id):

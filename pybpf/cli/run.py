@@ -16,6 +16,7 @@ too (a parent-death signal). Netlink tc filters (kernels before 6.6) and XDP on
 kernels before 5.9 stay attached; docs/architecture.md lists what survives.
 """
 import argparse
+import math
 import os
 import re
 import signal
@@ -45,12 +46,25 @@ program and map arrays hold ids. Global data (.bss, .data, .rodata) shows as
 arrays, queues) are listed under "unreadable_maps"."""
 
 
+def _seconds(text):
+    """--duration's type: a finite number of seconds, 0 or more (nan compares false
+    with every deadline, so it would never end; for no end, give no --duration)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds, 0 or more "
+                                         f"(leave --duration out to run until Ctrl-C)")
+    return value
+
+
 def register(sub):
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--pin", metavar="DIR",
                          help="pin programs at DIR/NAME, maps at DIR/maps/NAME and links at "
                               "DIR/links/NAME (bpffs): they stay attached after this command")
-    options.add_argument("--duration", type=float, metavar="S",
+    options.add_argument("--duration", type=_seconds, metavar="S",
                          help="detach after S seconds (and stop CMD if it still runs)")
     options.add_argument("--json", action="store_true", help="print one JSON document")
     options.add_argument("--iface", metavar="IF", help="interface for XDP and tc programs")

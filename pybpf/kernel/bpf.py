@@ -317,7 +317,11 @@ def prog_load(prog_type, insns, license, name="", expected_attach_type=0, kern_v
     (6.4+) or a doubled buffer.
     """
     system.raise_memlock_rlimit()
-    if hints is None and prog_type in _TRACING_TYPES and system.has_bpf_privilege():
+    missing = _missing_capabilities(prog_type)
+    if hints is None and missing:
+        hints = {errno.EPERM: f"loading {getattr(prog_type, 'name', prog_type)} programs needs "
+                              f"{' and '.join(missing)} besides CAP_BPF (or CAP_SYS_ADMIN)"}
+    elif hints is None and prog_type in _TRACING_TYPES and system.has_bpf_privilege():
         # A privileged EPERM for these types is the kernel refusing tracing itself.
         hints = {errno.EPERM: system.tracing_refusal_hint()}
     lic = license.encode() + b"\0"
@@ -332,6 +336,32 @@ def prog_load(prog_type, insns, license, name="", expected_attach_type=0, kern_v
         attach_btf_id=attach_btf_id, attach_prog_fd=attach_prog_fd,
         fd_array=address(fd_array))
     return load_with_log(Cmd.PROG_LOAD, attr, "log_", log_level, log_size, hints)
+
+
+# Program types bpf_prog_load() refuses without CAP_NET_ADMIN or CAP_PERFMON besides
+# CAP_BPF (is_net_admin_prog_type(), is_perfmon_prog_type() in kernel/bpf/syscall.c).
+_NET_ADMIN_TYPES = frozenset({
+    ProgType.SCHED_CLS, ProgType.SCHED_ACT, ProgType.XDP, ProgType.LWT_IN, ProgType.LWT_OUT,
+    ProgType.LWT_XMIT, ProgType.LWT_SEG6LOCAL, ProgType.SK_SKB, ProgType.SK_MSG,
+    ProgType.FLOW_DISSECTOR, ProgType.CGROUP_DEVICE, ProgType.CGROUP_SOCK,
+    ProgType.CGROUP_SOCK_ADDR, ProgType.CGROUP_SOCKOPT, ProgType.CGROUP_SYSCTL,
+    ProgType.SOCK_OPS, ProgType.EXT, newer.BPF_PROG_TYPE_NETFILTER})
+_PERFMON_TYPES = frozenset({
+    ProgType.KPROBE, ProgType.TRACEPOINT, ProgType.PERF_EVENT, ProgType.RAW_TRACEPOINT,
+    ProgType.RAW_TRACEPOINT_WRITABLE, ProgType.TRACING, ProgType.LSM, ProgType.STRUCT_OPS,
+    ProgType.EXT})
+
+
+def _missing_capabilities(prog_type):
+    """The capabilities a process with CAP_BPF (and without CAP_SYS_ADMIN, which covers
+    them all) lacks for loading prog_type: the kernel's EPERM names none of them."""
+    caps = system.effective_capabilities()
+    if system.CAP_BPF not in caps or system.CAP_SYS_ADMIN in caps:
+        return []
+    return [name for cap, name, types in (
+        (system.CAP_NET_ADMIN, "CAP_NET_ADMIN", _NET_ADMIN_TYPES),
+        (system.CAP_PERFMON, "CAP_PERFMON", _PERFMON_TYPES))
+        if prog_type in types and cap not in caps]
 
 
 def _log_text(buf):

@@ -241,6 +241,17 @@ def test_run_errors(objs, argv, message):
     assert message in out.stderr, out.stderr
 
 
+@pytest.mark.parametrize("duration", ["nan", "inf", "-1", "x"])
+def test_run_refuses_a_duration_that_never_ends(objs, duration):
+    out = pybpf("run", objs["getpid_count"], "--duration", duration, timeout=30)
+    assert out.returncode == 2 and "--duration" in out.stderr, out.stderr
+
+
+def test_link_detach_of_a_path_outside_bpffs_says_so(capsys, tmp_path):
+    assert main(["link", "detach", str(tmp_path)]) == 1
+    assert "not on a bpf filesystem" in capsys.readouterr().err
+
+
 def test_link_detach_of_a_link_the_kernel_cannot_detach(objs, capsys):
     with Program.load("raw_tracepoint", bytes.fromhex("b700000000000000" "9500000000000000"),
                       name="noop") as prog:

@@ -96,6 +96,51 @@ def test_eperm_without_privileges_names_the_fix(drop):
     assert result["hint"] in result["text"]
 
 
+def _setpriv(*caps):
+    """setpriv arguments for uid nobody holding exactly caps ("bpf", "perfmon", ...)."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("util-linux setpriv is not installed")
+    wanted = ",".join(["-all"] + [f"+{c}" for c in caps])
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+            f"--inh-caps={wanted}", f"--ambient-caps={wanted}"]
+
+
+_LOAD = """
+import json, sys
+from pybpf import BPFError, Program, asm
+try:
+    Program.load(sys.argv[1], [asm.mov64(asm.R0, 0), asm.exit()]).close()
+    print(json.dumps({"loaded": True}))
+except BPFError as e:
+    print(json.dumps({"errno": e.errno, "hint": e.hint}))
+"""
+
+
+@pytest.mark.parametrize("ptype, missing", [("tracepoint", "CAP_PERFMON"),
+                                             ("kprobe", "CAP_PERFMON"),
+                                             ("xdp", "CAP_NET_ADMIN"),
+                                             ("sched_cls", "CAP_NET_ADMIN")])
+def test_eperm_with_cap_bpf_alone_names_the_missing_capability(ptype, missing):
+    out = subprocess.run([*_setpriv("bpf"), sys.executable, "-c", _LOAD, ptype],
+                         capture_output=True, text=True, timeout=30, cwd="/",
+                         env=dict(os.environ, PYTHONPATH=REPO))
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result.get("errno") == errno.EPERM, result
+    assert missing in (result["hint"] or ""), result
+
+
+def test_probe_without_privileges_names_the_capability():
+    """Every load is refused: the helper table is empty (it used to be "max() arg is
+    an empty sequence"), and the text says what is missing."""
+    out = subprocess.run([*_setpriv(), sys.executable, "-m", "pybpf", "probe"],
+                         capture_output=True, text=True, timeout=300, cwd="/",
+                         env=dict(os.environ, PYTHONPATH=REPO))
+    assert out.returncode == 0, out.stderr
+    assert "not running with CAP_BPF or CAP_SYS_ADMIN" in out.stdout
+    assert "no program type loaded" in out.stdout
+
+
 # ---- exceptions across processes -------------------------------------------------
 
 def _roundtrip(err):

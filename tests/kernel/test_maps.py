@@ -483,7 +483,7 @@ def test_readonly_from_pin(bpffs):
 def test_from_pin_of_the_wrong_kind_is_value_error(bpffs):
     with Program.load("xdp", [asm.mov64(asm.R0, 2), asm.exit()]) as prog, \
             pinned(prog, bpffs, "prog") as path:
-        with pytest.raises(ValueError, match="pinned prog, not a map"):
+        with pytest.raises(ValueError, match="pinned program, not a map"):
             Map.from_pin(path)
     with Map.create("array", value="I", max_entries=1) as m, \
             pinned(m, bpffs, "map") as path:
