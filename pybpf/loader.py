@@ -481,6 +481,9 @@ class BpfObject:
             for slot, r in relocs.items():
                 if not fn.start <= slot < fn.end or r.kind in ("call", "func"):
                     continue
+                if r.kind != "kfunc" and slot + 1 >= fn.end:  # the rest are ld_imm64s
+                    raise O.ObjectError(f"function {fn.name!r}: the ld_imm64 at slot {slot} "
+                                        f"of {fn.section} is cut off by the function's end")
                 at = (base + slot - fn.start) * INSN
                 if r.kind == "map":
                     _set_ld_imm64(image, at, BPF_PSEUDO_MAP_FD, self.maps[r.target].fd, 0)

@@ -387,7 +387,7 @@ class _Parser:
             raise ObjectError("section .maps has no DATASEC in the object's BTF")
         offsets = {}
         for v in btf.type(ids[0]).vars:
-            var = btf.type(v.type)
+            var = self._datasec_var(".maps", v)
             spec = self._btf_map(var.name, var.type)
             self.obj.maps[var.name] = spec
             sym = next((s for s in self.symbols if s.shndx == sec.index and
@@ -400,6 +400,15 @@ class _Parser:
                 raise ObjectError(f"map {var.name!r} is in .maps' BTF but has no symbol")
             offsets[var.name] = sym.value
         self.map_offsets = offsets
+
+    def _datasec_var(self, section, entry):
+        """The VAR a DATASEC entry names (BTF can name anything there)."""
+        var = self.obj.btf.type(entry.type)
+        if not isinstance(var, T.Var):
+            what = "void" if entry.type == 0 else f"a {var.KIND.name}"
+            raise ObjectError(f"the BTF of section {section} lists type {entry.type}, "
+                              f"{what}, where a variable belongs")
+        return var
 
     def _btf_map(self, name, type_id, inner=False):
         btf = self.obj.btf
@@ -493,7 +502,7 @@ class _Parser:
                                   f"(SHT_NOBITS), so it initialises no struct_ops table")
             data = sec.data
             for v in btf.type(ids[0]).vars:
-                var = btf.type(v.type)
+                var = self._datasec_var(sec.name, v)
                 local = btf.resolve(var.type)
                 t = btf.type(local)
                 if not isinstance(t, T.Struct) or not t.name:
@@ -620,6 +629,9 @@ class _Parser:
             if ext is None:
                 raise ObjectError(f"{where}: refers to undefined symbol {sym.name!r}")
             return Reloc(slot, "kfunc" if is_call else "extern_var", sym.name)
+        if sym.shndx >= len(self.elf.sections):  # SHN_ABS, SHN_COMMON: no section's data
+            raise ObjectError(f"{where}: refers to {sym.name!r}, which lies in no section "
+                              f"(section index {sym.shndx:#x})")
         sec = self.elf.sections[sym.shndx]
         if sec.name in self.obj.code:
             # Code: a bpf-to-bpf call or the address of a callback function.
@@ -631,11 +643,11 @@ class _Parser:
             return Reloc(slot, "func", (sec.name, (sym.value + imm) // INSN))
         if not is_ld64:
             raise ObjectError(f"{where}: a call to non-code symbol {sym.name!r}")
-        if sec.name == ".maps":
+        if sec.name in (".maps", "maps"):
             name = self._symbol_name_at(sec, sym)
-            return Reloc(slot, "map", name)
-        if sec.name == "maps":
-            name = self._symbol_name_at(sec, sym)
+            if name not in self.obj.maps:
+                raise ObjectError(f"{where}: refers to {name!r} in section {sec.name!r}, "
+                                  f"which defines no such map")
             return Reloc(slot, "map", name)
         if sec.name in self.obj.maps and self.obj.maps[sec.name].is_data:
             return Reloc(slot, "map_value", sec.name, sym.value + imm)
@@ -665,11 +677,22 @@ class _Parser:
             base, name = owner
             spec = obj.maps[name]
             var_type = btf.type(btf.find(name, "var")[0]).type
-            values = next(m for m in btf.members(var_type) if m.name == "values")
+            values = next((m for m in btf.members(var_type) if m.name == "values"), None)
+            if values is None:
+                raise ObjectError(f"map {name!r}: a relocation at {r.offset:#x} initialises "
+                                  f"it, but it has no 'values' member")
             slot = (r.offset - base - values.bit_offset // 8) // 8
             if slot < 0:
                 raise ObjectError(f"map {name!r}: initial value relocation before 'values'")
-            spec.init_values[slot] = r.symbol.name
+            target = r.symbol.name
+            # Programs may not be loaded (SEC("?...")): the loader skips those. A map
+            # must exist.
+            known = obj.programs if spec.type == MapType.PROG_ARRAY else obj.maps
+            if target not in known:
+                raise ObjectError(f"map {name!r}: .values[{slot}] refers to {target!r}, "
+                                  f"which is no {'program' if known is obj.programs else 'map'}"
+                                  f" of this object")
+            spec.init_values[slot] = target
 
 
 def _check_array_value(what, size):
