@@ -163,6 +163,8 @@ def decode(data: bytes, byteorder: str = "little") -> List[Insn]:
     Raises ValueError naming the slot for a truncated buffer, an ``ld_imm64``
     without a clean second half, or out-of-range register numbers.
     """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"decode() takes instruction bytes, not {type(data).__name__}")
     data = bytes(data)
     if len(data) % 8:
         raise InputError("program is %d bytes, not a multiple of 8: slot %d is truncated"
@@ -482,6 +484,8 @@ def gotol(target: Target) -> Union[Insn, Ref]:
 
 def call(helper: int) -> Insn:
     """Call a kernel helper by number or ``HelperId``."""
+    if isinstance(helper, bool) or not isinstance(helper, int):
+        raise InputError(f"call() takes a helper number or HelperId, not {helper!r}")
     return Insn(C.BPF_JMP | C.BPF_CALL, imm=int(helper))
 
 

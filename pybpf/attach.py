@@ -583,7 +583,7 @@ def attach_tracepoint(program, category, name=None, *, cookie=None, use_link=Non
     e.g. attach_tracepoint(prog, "syscalls/sys_enter_getpid"). Mounts tracefs if
     needed: the event's id is read there."""
     if name is None:
-        category, _, name = category.replace(":", "/").partition("/")
+        category, _, name = str(category).replace(":", "/").partition("/")
     if not category or not name or "/" in name:
         raise AttachError(f"a tracepoint is named CATEGORY/NAME, e.g. "
                           f"syscalls/sys_enter_getpid; got {category}/{name}")

@@ -79,11 +79,16 @@ def _decoder(record_type):
     return decode_prefix
 
 
-def _check_map(map_, expected, reader, other):
-    if getattr(map_, "type", None) != expected:
-        kind = getattr(getattr(map_, "type", None), "name", type(map_).__name__)
+def _check_map(map_, expected, reader, other, callback):
+    """Refuse what reader cannot read: other names the reader for the other ring type."""
+    if callback is not None and not callable(callback):
+        raise InputError(f"callback is a function taking a record, not {callback!r}")
+    found = getattr(map_, "type", None)
+    if found != expected:
+        kind = getattr(found, "name", type(map_).__name__)
+        other_type = MapType.PERF_EVENT_ARRAY if expected == MapType.RINGBUF else MapType.RINGBUF
         raise UnsupportedError(f"{reader} reads {expected.name} maps, not {kind}"
-                               + (f"; use {other}" if other else ""))
+                               + (f"; use {other}" if found == other_type else ""))
     map_.fd  # refuse a closed map now, not at the first poll
 
 
@@ -305,8 +310,7 @@ class RingBuffer(_Reader):
         """Read another RINGBUF map through this reader."""
         with self._lock:
             self._check_open()
-            _check_map(map, MapType.RINGBUF, "RingBuffer",
-                       "PerfBuffer" if map.type == MapType.PERF_EVENT_ARRAY else "")
+            _check_map(map, MapType.RINGBUF, "RingBuffer", "PerfBuffer", callback)
             if any(ring.map is map for ring in self._rings):
                 raise InputError(f"{map!r} is already read by this RingBuffer")
             ring = _Ring.open(map, callback, record_type)
@@ -428,8 +432,9 @@ class PerfBuffer(_Reader):
                  lost_callback=None, pages=8, cpus=None, wakeup_events=1, wakeup_bytes=0):
         super().__init__()
         try:
-            _check_map(map, MapType.PERF_EVENT_ARRAY, "PerfBuffer",
-                       "RingBuffer" if map.type == MapType.RINGBUF else "")
+            _check_map(map, MapType.PERF_EVENT_ARRAY, "PerfBuffer", "RingBuffer", callback)
+            if lost_callback is not None and not callable(lost_callback):
+                raise InputError(f"lost_callback is a function, not {lost_callback!r}")
             self.map = map
             self.callback, self.lost_callback = callback, lost_callback
             self.decode = _decoder(record_type)

@@ -8,6 +8,7 @@ unclosed file) when garbage-collected.
 import os
 import warnings
 
+from . import args
 from .errors import ClosedError, InputError
 from .kernel import bpf as kbpf
 from .kernel import system
@@ -81,6 +82,7 @@ class Pinnable(FdObject):
         outside bpffs or a directory is no pin; and one of another kind (a pinned
         program opened as a map) is refused with a message naming both."""
         noun = _NOUNS[kind]
+        path = args.path(path, "a pin path")
         if os.path.lexists(path):
             if not system.is_bpffs(path):
                 raise InputError(f"{path} is not on a bpf filesystem, so it is not a pin")
@@ -100,7 +102,7 @@ class Pinnable(FdObject):
 
     def pin(self, path):
         """Pin at path (on a bpffs mount); the object stays loaded until unpinned."""
-        kbpf.obj_pin(self.fd, path)
+        kbpf.obj_pin(self.fd, args.path(path, "a pin path"))
 
     @staticmethod
     def unpin(path):
@@ -174,6 +176,7 @@ def unpin(path):
     """Remove the pin at path, refusing paths outside bpffs (never unlink a real file).
 
     A missing pin in a bpffs directory is FileNotFoundError, not "not on bpffs"."""
+    path = args.path(path, "a pin path")
     where = path if os.path.lexists(path) else os.path.dirname(os.path.abspath(path))
     if not system.is_bpffs(where):
         raise InputError(f"{path!r} is not on a bpf filesystem: not a pin")

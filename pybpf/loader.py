@@ -15,12 +15,14 @@
 The object owns every map, program and BTF it created; ``close()`` (or ``with``)
 releases them all, also when loading fails halfway.
 """
+import collections.abc
 import dataclasses
 import errno
 import os
 import struct
 import time
 
+from . import args
 from . import objfile as O
 from .btf import Btf
 from .btf import ext as X
@@ -124,6 +126,7 @@ class BpfObject:
         """
         if self._loaded or self._closed:
             raise InputError(f"{self!r} is already {'closed' if self._closed else 'loaded'}")
+        _check_load_args(pin_maps, kernel_btf, kconfig, log_level, programs)
         self._kernel_btf_source = kernel_btf
         try:
             self._load_btf()
@@ -722,8 +725,9 @@ def _encode_var(var, value, btf):
     it = _int_type(var, btf)
     if it is None:
         raise UnsupportedError(f"variable {var.name!r} is not an integer; assign {var.size} bytes")
+    value = args.integer(value, f"variable {var.name!r}")
     try:
-        return int(value).to_bytes(it[0], "little" if struct.pack("=H", 1)[0] else "big",
+        return value.to_bytes(it[0], "little" if struct.pack("=H", 1)[0] else "big",
                                    signed=it[1])
     except OverflowError:
         raise InputError(f"{value} does not fit variable {var.name!r} "
@@ -761,6 +765,20 @@ def _kconfig_bytes(ext, value, btf):
                                    signed=int(value) < 0)
     except OverflowError:
         raise O.ObjectError(f"{ext.name}={value} does not fit in {ext.size} bytes") from None
+
+
+def _check_load_args(pin_maps, kernel_btf, kconfig, log_level, programs):
+    """Refuse load() arguments of the wrong kind now: most are used only by objects
+    that need them (a kconfig= for one without .kconfig externs would go unnoticed)."""
+    if pin_maps is not None:
+        args.path(pin_maps, "pin_maps")
+    if kernel_btf is not None and not isinstance(kernel_btf, Btf):
+        args.path(kernel_btf, "kernel_btf (a Btf or the path of a BTF file)")
+    if kconfig is not None and not isinstance(kconfig, collections.abc.Mapping):
+        raise InputError(f"kconfig is a mapping of extern names to values, not {kconfig!r}")
+    args.integer(log_level, "log_level", 0)
+    if programs is not None:
+        args.names(programs, "programs")
 
 
 def _write_image(m, image):

@@ -10,7 +10,9 @@ import dataclasses
 import errno
 import os
 
+from . import args
 from . import codec as _codec
+from .btf.handle import KernelBtf
 from .errors import BPFError, EmptyError, InputError, MapFullError, MissingError, UnsupportedError
 from .fd import FdObject, Pinnable
 from .kernel import bpf as kbpf
@@ -112,6 +114,11 @@ class Map(Pinnable):
         ``btf`` (a loaded KernelBtf) with the key/value type ids describes the types
         to the kernel, which then prints values by type (bpftool, /sys/fs/bpf)."""
         cls = _class_for(map_type_of(map_type))
+        flags, map_extra = args.integer(flags, "flags", 0), args.integer(map_extra, "map_extra", 0)
+        if max_entries is not None:
+            max_entries = args.integer(max_entries, "max_entries")
+        if numa_node is not None:
+            numa_node = args.integer(numa_node, "numa_node", 0)
         key_size = _spec_size(key, key_size, "key")
         value_size = _spec_size(value, value_size, "value")
         key_size, value_size, max_entries = cls._check_create(
@@ -119,11 +126,11 @@ class Map(Pinnable):
         hints = {errno.EINVAL: f"the kernel refused these {cls.map_type.name} map "
                                f"parameters (key_size={key_size}, value_size={value_size}, "
                                f"max_entries={max_entries}, flags={flags:#x})"}
-        inner_fd = inner_map.fd if inner_map is not None else 0
+        inner_fd = args.fd_of(inner_map, Map, "inner_map") if inner_map is not None else 0
         fd = kbpf.map_create(cls.map_type, key_size, value_size, max_entries, flags, name,
                              inner_map_fd=inner_fd, numa_node=numa_node,
                              map_extra=map_extra, hints=hints,
-                             btf_fd=btf.fd if btf is not None else 0,
+                             btf_fd=args.fd_of(btf, KernelBtf, "btf") if btf is not None else 0,
                              btf_key_type_id=btf_key_type_id,
                              btf_value_type_id=btf_value_type_id)
         try:
@@ -149,7 +156,9 @@ class Map(Pinnable):
 
     @staticmethod
     def from_fd(fd, key=None, value=None):
-        """Wrap an fd (taking ownership of it) in the Map subclass for its type."""
+        """Wrap an fd of a map in the Map subclass for its type, taking ownership of it
+        (an fd that is not a map's is refused, and left alone)."""
+        kbpf.check_kind(fd, "map")
         try:
             info = _map_info(fd)
             cls = _class_for(info.type) if isinstance(info.type, MapType) else Map
@@ -232,7 +241,7 @@ def _spec_size(spec, explicit, what):
     if explicit is not None:
         if spec is not None:
             raise InputError(f"give {what} or {what}_size, not both")
-        return explicit
+        return args.integer(explicit, f"{what}_size", 0)
     if spec is None:
         return 0
     return _codec.make_codec(spec, what=what).size
@@ -382,7 +391,8 @@ class KeyedMap(Map):
         The kernel's batch update takes no BPF_NOEXIST/BPF_EXIST (EINVAL), so with
         those flags the pairs go one syscall each; either way a failure stops at the
         pair that failed, with the pairs before it stored."""
-        pairs = list(items.items() if isinstance(items, dict) else items)
+        pairs = _pairs(items)
+        flags = args.integer(flags, "flags", 0)
         self.fd
         if not pairs:
             return
@@ -403,6 +413,8 @@ class KeyedMap(Map):
 
     def delete_batch(self, keys):
         """Delete many keys in one syscall; KeyError names the first missing key."""
+        if not hasattr(keys, "__iter__"):
+            raise InputError(f"delete_batch() takes an iterable of keys, not {keys!r}")
         keys = list(keys)
         self.fd
         if not keys:
@@ -417,6 +429,19 @@ class KeyedMap(Map):
                 raise
             for k in keys:
                 del self[k]
+
+
+def _pairs(items):
+    """(key, value) pairs from a dict or an iterable of pairs."""
+    if isinstance(items, dict):
+        return list(items.items())
+    if not hasattr(items, "__iter__"):
+        raise InputError(f"update_batch() takes a dict or (key, value) pairs, not {items!r}")
+    pairs = [tuple(p) if hasattr(p, "__iter__") else p for p in items]
+    wrong = [p for p in pairs if not isinstance(p, tuple) or len(p) != 2]
+    if wrong:
+        raise InputError(f"update_batch() takes (key, value) pairs, not {wrong[0]!r}")
+    return pairs
 
 
 def _batch_unsupported(err):

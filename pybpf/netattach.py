@@ -29,6 +29,7 @@ import errno
 import os
 import socket
 
+from . import args
 from .errors import BPFError, DependencyError, InputError
 from .kernel import bpf as kbpf
 from .kernel import newer, system
@@ -69,6 +70,7 @@ def attach_xdp(program, iface, flags=0, *, netns=None, via="auto"):
     5.9+), "netlink", or "auto" (a link where the kernel has them).
     """
     _check_type(program, ProgType.XDP, "attach_xdp", "XDP")
+    flags = args.integer(flags, "flags", 0)
     if flags & ~XDP_FLAGS_MASK or flags & XDP_FLAGS_REPLACE:
         raise InputError(f"XDP flags {flags:#x}: use XDP_FLAGS_SKB_MODE, _DRV_MODE, "
                          f"_HW_MODE and _UPDATE_IF_NOEXIST (replacing a program is "
@@ -102,7 +104,7 @@ def attach_tc(program, iface, direction=INGRESS, *, priority=None, netns=None,
     _check_type(program, ProgType.SCHED_CLS, "attach_tc", "SCHED_CLS (SEC(\"tc\"))")
     if direction not in _TC_PARENTS:
         raise InputError(f"direction {direction!r}: use 'ingress' or 'egress'")
-    if priority is not None and not 1 <= priority <= 0xFFFF:
+    if priority is not None and not 1 <= args.integer(priority, "priority") <= 0xFFFF:
         raise InputError(f"tc priority {priority} is not in 1..65535")
     via = _via("netlink" if via == "auto" and priority is not None else via,
                newer.TCX_KERNEL)
@@ -134,12 +136,14 @@ def attach_tc(program, iface, direction=INGRESS, *, priority=None, netns=None,
 def resolve_interface(iface, netns=None):
     """(ifindex, name) of iface (a name or an index) in the current network namespace;
     InterfaceError naming the interfaces that do exist when it does not."""
+    if isinstance(iface, bool) or not isinstance(iface, (int, str)):
+        raise InputError(f"an interface is a name or an index, not {iface!r}")
     try:
-        if isinstance(iface, int) or (isinstance(iface, str) and iface.isdigit()):
+        if isinstance(iface, int) or iface.isdigit():
             index = int(iface)
             return index, socket.if_indextoname(index)
         return socket.if_nametoindex(iface), iface
-    except OSError:
+    except (OSError, OverflowError):
         names = ", ".join(name for _, name in socket.if_nameindex())
         where = f"network namespace {netns!r}" if netns else "this network namespace"
         raise InterfaceError(f"there is no network interface {iface!r} in {where} "

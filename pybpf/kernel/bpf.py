@@ -324,7 +324,10 @@ def prog_load(prog_type, insns, license, name="", expected_attach_type=0, kern_v
     elif hints is None and prog_type in _TRACING_TYPES and system.has_bpf_privilege():
         # A privileged EPERM for these types is the kernel refusing tracing itself.
         hints = {errno.EPERM: system.tracing_refusal_hint()}
-    lic = license.encode() + b"\0"
+    try:
+        lic = license.encode() + b"\0"
+    except UnicodeEncodeError as e:
+        raise InputError(f"license {license!r} cannot be encoded: {e.reason}") from None
     attr = A.ProgLoadAttr(
         prog_type=prog_type, insn_cnt=len(insns) // 8, insns=address(insns),
         license=address(lic), kern_version=kern_version, prog_flags=prog_flags,
@@ -451,6 +454,21 @@ def fd_by_id(cmd, obj_id, open_flags=0):
 def unlink(path):
     """Remove a pin: pins are files in bpffs."""
     os.unlink(path)
+
+
+def check_kind(fd, kind):
+    """Refuse fd unless it is an open fd of a BPF object of kind ("map", "prog" or
+    "link"): the kernel would answer BPF_OBJ_GET_INFO_BY_FD about a program in a map's
+    info structure, and its fields would read as gigabyte key and value sizes."""
+    if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
+        raise InputError(f"{fd!r} is not a file descriptor")
+    try:
+        found = object_kind(fd)
+    except FileNotFoundError:
+        raise InputError(f"fd {fd} is not open") from None
+    if found != kind:
+        what = f"a BPF {found}" if found else "not a BPF map, program or link"
+        raise InputError(f"fd {fd} is {what}, not a BPF {kind}")
 
 
 def object_kind(fd):
