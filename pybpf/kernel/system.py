@@ -321,13 +321,26 @@ def kallsyms_types(names):
     this is the first thing to check about a kprobe target. Module symbols count too.
     Returns None when /proc/kallsyms cannot be read.
     """
+    found = _kallsyms(names)
+    return None if found is None else {name: kind for name, (kind, _) in found.items()}
+
+
+def kallsyms_addresses(names):
+    """{name: address} of those of names that /proc/kallsyms lists (typeless __ksym
+    externs want them), {} when it cannot be read (or kptr_restrict hides them: 0)."""
+    return {name: addr for name, (_, addr) in (_kallsyms(names) or {}).items()}
+
+
+def _kallsyms(names):
+    """{name: (type letter, address)} from the first /proc/kallsyms line of each of
+    names, or None when the file cannot be read."""
     wanted, found = set(names), {}
     try:
         with open("/proc/kallsyms") as f:
             for line in f:
                 fields = line.split()
-                if len(fields) >= 3 and fields[2] in wanted:
-                    found.setdefault(fields[2], fields[1])
+                if len(fields) >= 3 and fields[2] in wanted and fields[2] not in found:
+                    found[fields[2]] = (fields[1], int(fields[0], 16))
     except OSError:
         return None
     return found

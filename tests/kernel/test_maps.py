@@ -267,7 +267,7 @@ def test_batch_buffers_are_bounded_by_bytes_not_entries(monkeypatch, batch_size)
         m[7] = value
         calls = _batch_calls(monkeypatch)
         assert m.lookup_batch(batch_size) == [(7, value)]
-    assert calls and all(size <= max(pybpf.maps.BATCH_BYTES, len(value))
+    assert calls and all(size <= max(pybpf.mapbatch.BATCH_BYTES, len(value))
                          for _, size in calls)
 
 
