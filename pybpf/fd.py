@@ -74,32 +74,6 @@ class Pinnable(FdObject):
             self._id = self.info().id
         return self._id
 
-    @staticmethod
-    def _open_pin(path, kind, file_flags=0):
-        """The fd of the object of kind ("map", "prog", "link") pinned at path.
-
-        What the kernel's bare EACCES or EINVAL would not say is refused first: a path
-        outside bpffs or a directory is no pin; and one of another kind (a pinned
-        program opened as a map) is refused with a message naming both."""
-        noun = _NOUNS[kind]
-        path = args.path(path, "a pin path")
-        if os.path.lexists(path):
-            if not system.is_bpffs(path):
-                raise InputError(f"{path} is not on a bpf filesystem, so it is not a pin")
-            if os.path.isdir(path):
-                raise InputError(f"{path} is a directory in bpffs, not a pinned {noun}")
-        fd = kbpf.obj_get(path, file_flags)
-        try:
-            found = kbpf.object_kind(fd)
-        except BaseException:
-            kbpf.close(fd)
-            raise
-        if found != kind:
-            kbpf.close(fd)
-            raise InputError(f"{path} is a pinned "
-                             f"{_NOUNS.get(found, 'BPF object of another kind')}, not a {noun}")
-        return fd
-
     def pin(self, path):
         """Pin at path (on a bpffs mount); the object stays loaded until unpinned."""
         kbpf.obj_pin(self.fd, args.path(path, "a pin path"))
@@ -108,6 +82,32 @@ class Pinnable(FdObject):
     def unpin(path):
         """Remove a pin (the object goes away once nothing else holds it)."""
         unpin(path)
+
+
+def open_pinned(path, kind, file_flags=0):
+    """The fd of the object of kind ("map", "prog", "link") pinned at path.
+
+    What the kernel's bare EACCES or EINVAL would not say is refused first: a path
+    outside bpffs or a directory is no pin; and one of another kind (a pinned
+    program opened as a map) is refused with a message naming both."""
+    noun = _NOUNS[kind]
+    path = args.path(path, "a pin path")
+    if os.path.lexists(path):
+        if not system.is_bpffs(path):
+            raise InputError(f"{path} is not on a bpf filesystem, so it is not a pin")
+        if os.path.isdir(path):
+            raise InputError(f"{path} is a directory in bpffs, not a pinned {noun}")
+    fd = kbpf.obj_get(path, file_flags)
+    try:
+        found = kbpf.object_kind(fd)
+    except BaseException:
+        kbpf.close(fd)
+        raise
+    if found != kind:
+        kbpf.close(fd)
+        raise InputError(f"{path} is a pinned "
+                         f"{_NOUNS.get(found, 'BPF object of another kind')}, not a {noun}")
+    return fd
 
 
 def pin_all(pins):

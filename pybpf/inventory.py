@@ -22,7 +22,7 @@ from .errors import BPFError, InputError
 from .kernel import bpf as kbpf
 from .kernel import newer, system
 from .kernel.constants import BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, Cmd, MapType
-from .fd import Pinnable
+from .fd import open_pinned
 from .maps import KeyedMap, Map
 from .programs import Program
 
@@ -101,7 +101,7 @@ def open_pin(kind, path):
     would not say: that the path exists, is on bpffs, and holds the right kind."""
     if not os.path.lexists(path):
         raise NotFoundError(f"nothing is pinned at {path} (no such file)")
-    return KINDS[kind].wrap(Pinnable._open_pin(path, kind))
+    return KINDS[kind].wrap(open_pinned(path, kind))
 
 
 def open_object(kind, ref):

@@ -16,7 +16,7 @@ import errno
 import struct
 
 from .errors import ENOTSUPP, BPFError
-from .fd import FdObject, Pinnable
+from .fd import FdObject, Pinnable, open_pinned
 from .kernel import bpf as kbpf
 from .kernel import newer
 from .kernel.constants import AttachType, Cmd, LinkType
@@ -87,7 +87,7 @@ class BpfLink(Link, Pinnable):
     @classmethod
     def from_pin(cls, path):
         """Reopen a pinned link (e.g. to detach it from another process)."""
-        return cls(cls._open_pin(path, "link"), description=f"pinned at {path}")
+        return cls(open_pinned(path, "link"), description=f"pinned at {path}")
 
     @classmethod
     def from_id(cls, link_id):

@@ -13,7 +13,7 @@ from . import args
 from . import codec as _codec
 from .btf.handle import KernelBtf
 from .errors import BPFError, EmptyError, InputError, MapFullError, MissingError, UnsupportedError
-from .fd import FdObject, Pinnable
+from .fd import FdObject, Pinnable, open_pinned
 from .mapbatch import EXIST_FLAGS, Batches
 from .kernel import bpf as kbpf
 from .kernel import system
@@ -165,7 +165,7 @@ class Map(Pinnable):
 
     @classmethod
     def from_pin(cls, path, key=None, value=None, readonly=False):
-        fd = cls._open_pin(path, "map", BPF_F_RDONLY if readonly else 0)
+        fd = open_pinned(path, "map", BPF_F_RDONLY if readonly else 0)
         return cls.from_fd(fd, key, value)
 
     @classmethod

@@ -9,7 +9,7 @@ import dataclasses
 from .errors import InputError
 from . import args
 from .btf.handle import KernelBtf
-from .fd import FdObject, Pinnable
+from .fd import FdObject, Pinnable, open_pinned
 from .kernel import bpf as kbpf
 from .kernel import system
 from .kernel.constants import AttachType, Cmd, ProgType, StatsType
@@ -154,7 +154,7 @@ class Program(Pinnable):
 
     @classmethod
     def from_pin(cls, path):
-        return cls.from_fd(cls._open_pin(path, "prog"))
+        return cls.from_fd(open_pinned(path, "prog"))
 
     @classmethod
     def from_id(cls, prog_id):
