@@ -9,7 +9,8 @@ no clang at run time, no third-party dependencies. The layers, bottom up:
 - :mod:`pybpf.probe`: what the running kernel supports;
 - ``python -m pybpf``: the command line.
 """
-from .errors import BPFError, ClosedError, MapFullError, VerifierError
+from .errors import (BPFError, ClosedError, DependencyError, EmptyError, Error, InputError,
+                     MapFullError, MissingError, UnsupportedError, VerifierError)
 from .fd import unpin
 from .kernel.constants import (BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_F_MMAPABLE,
                                BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, BPF_F_WRONLY_PROG,
@@ -21,7 +22,8 @@ from .programs import ProgInfo, Program, TestRun, enable_stats
 __version__ = "0.1.0"
 
 __all__ = [
-    "BPFError", "ClosedError", "MapFullError", "VerifierError", "unpin",
+    "Error", "InputError", "UnsupportedError", "MissingError", "EmptyError",
+    "DependencyError", "BPFError", "ClosedError", "MapFullError", "VerifierError", "unpin",
     "BPF_ANY", "BPF_EXIST", "BPF_F_LOCK", "BPF_F_MMAPABLE", "BPF_F_NO_PREALLOC",
     "BPF_F_RDONLY_PROG", "BPF_F_WRONLY_PROG", "BPF_NOEXIST",
     "AttachType", "HelperId", "MapType", "ProgType",

@@ -27,6 +27,7 @@ import enum
 from dataclasses import dataclass, replace
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
 
+from .errors import InputError
 from .kernel import constants as C
 
 BPF_MEMSX = 0x80  # cpu v4 sign-extending load mode; newer than our UAPI header
@@ -90,7 +91,7 @@ def _signed(value: int, bits: int) -> int:
 
 def _check(field: str, value: int, lo: int, hi: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise ValueError("Insn %s=%r out of range [%d, %d]" % (field, value, lo, hi))
+        raise InputError("Insn %s=%r out of range [%d, %d]" % (field, value, lo, hi))
 
 
 @dataclass(frozen=True, repr=False)
@@ -162,9 +163,11 @@ def decode(data: bytes, byteorder: str = "little") -> List[Insn]:
     Raises ValueError naming the slot for a truncated buffer, an ``ld_imm64``
     without a clean second half, or out-of-range register numbers.
     """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"decode() takes instruction bytes, not {type(data).__name__}")
     data = bytes(data)
     if len(data) % 8:
-        raise ValueError("program is %d bytes, not a multiple of 8: slot %d is truncated"
+        raise InputError("program is %d bytes, not a multiple of 8: slot %d is truncated"
                          % (len(data), len(data) // 8))
     out: List[Insn] = []
     slot, nslots = 0, len(data) // 8
@@ -176,16 +179,16 @@ def decode(data: bytes, byteorder: str = "little") -> List[Insn]:
         imm = int.from_bytes(raw[4:8], byteorder, signed=code != _LD_IMM64)
         if code == _LD_IMM64:
             if slot + 1 >= nslots:
-                raise ValueError("slot %d: ld_imm64 is missing its second half" % slot)
+                raise InputError("slot %d: ld_imm64 is missing its second half" % slot)
             second = data[slot * 8 + 8:slot * 8 + 16]
             if any(second[:4]):
-                raise ValueError("slot %d: ld_imm64 second half has non-zero code/regs/off"
+                raise InputError("slot %d: ld_imm64 second half has non-zero code/regs/off"
                                  % (slot + 1))
             imm |= int.from_bytes(second[4:], byteorder) << 32
         try:
             out.append(Insn(code, dst, src, off, imm))
         except ValueError as exc:
-            raise ValueError("slot %d: %s" % (slot, exc)) from None
+            raise InputError("slot %d: %s" % (slot, exc)) from None
         slot += out[-1].slots
     return out
 
@@ -349,7 +352,7 @@ class Ref(NamedTuple):
 
 def _size(size: int) -> int:
     if size not in SIZES:
-        raise ValueError("size must be one of 1, 2, 4, 8 bytes, not %r" % (size,))
+        raise InputError("size must be one of 1, 2, 4, 8 bytes, not %r" % (size,))
     return SIZES[size]
 
 
@@ -360,7 +363,7 @@ def _source(operand: Operand) -> Tuple[int, int, int]:
 
 def _lookup(table: Dict[str, T], kind: str, name: str) -> T:
     if name not in table:
-        raise ValueError("unknown %s op %r; expected one of %s" % (kind, name, ", ".join(table)))
+        raise InputError("unknown %s op %r; expected one of %s" % (kind, name, ", ".join(table)))
     return table[name]
 
 
@@ -393,7 +396,7 @@ def endian(kind: str, dst: int, bits: int) -> Insn:
     codes = {"le": C.BPF_ALU | C.BPF_TO_LE, "be": C.BPF_ALU | C.BPF_TO_BE, "bswap": C.BPF_ALU64}
     code = _lookup(codes, "endian", kind)
     if bits not in (16, 32, 64):
-        raise ValueError("endian bits must be 16, 32 or 64, not %r" % (bits,))
+        raise InputError("endian bits must be 16, 32 or 64, not %r" % (bits,))
     return Insn(code | C.BPF_END, dst, imm=bits)
 
 
@@ -442,7 +445,7 @@ def atomic(op: str, size: int, dst: int, src: int, off: int = 0, fetch: bool = F
     (cmpxchg compares with and returns into r0).
     """
     if size not in (4, 8):
-        raise ValueError("atomic size must be 4 or 8 bytes, not %r" % (size,))
+        raise InputError("atomic size must be 4 or 8 bytes, not %r" % (size,))
     imm = _lookup(ATOMIC_OPS, "atomic", op) | (C.BPF_FETCH if fetch else 0)
     return Insn(C.BPF_STX | C.BPF_ATOMIC | _size(size), dst, src, off, imm)
 
@@ -481,6 +484,8 @@ def gotol(target: Target) -> Union[Insn, Ref]:
 
 def call(helper: int) -> Insn:
     """Call a kernel helper by number or ``HelperId``."""
+    if isinstance(helper, bool) or not isinstance(helper, int):
+        raise InputError(f"call() takes a helper number or HelperId, not {helper!r}")
     return Insn(C.BPF_JMP | C.BPF_CALL, imm=int(helper))
 
 
@@ -510,7 +515,7 @@ def assemble(items: Iterable[Union[Insn, Ref, str]],
     for item in items:
         if isinstance(item, str):
             if item in labels:
-                raise ValueError("label %r defined twice" % item)
+                raise InputError("label %r defined twice" % item)
             labels[item] = slot
         else:
             pending.append((slot, item))
@@ -519,7 +524,7 @@ def assemble(items: Iterable[Union[Insn, Ref, str]],
     for slot, item in pending:
         if isinstance(item, Ref):
             if item.label not in labels:
-                raise ValueError("undefined label %r" % item.label)
+                raise InputError("undefined label %r" % item.label)
             field = "imm" if item.insn.code in _IMM_TARGET or item.insn.code == _LD_IMM64 else "off"
             item = replace(item.insn, **{field: labels[item.label] - (slot + 1)})
         out.append(item)

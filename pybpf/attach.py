@@ -45,7 +45,7 @@ import threading
 import weakref
 
 from . import elf
-from .errors import ENOTSUPP, BPFError
+from .errors import ENOTSUPP, BPFError, InputError, UnsupportedError
 from .kernel import bpf as kbpf
 from .kernel import perf, system, tracefs
 from .kernel.constants import BPF_F_ALLOW_MULTI, AttachType, ProgType
@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 
-class AttachError(ValueError):
+class AttachError(InputError):
     """The attach request cannot work as given; the message names what to change."""
 
 
@@ -583,7 +583,7 @@ def attach_tracepoint(program, category, name=None, *, cookie=None, use_link=Non
     e.g. attach_tracepoint(prog, "syscalls/sys_enter_getpid"). Mounts tracefs if
     needed: the event's id is read there."""
     if name is None:
-        category, _, name = category.replace(":", "/").partition("/")
+        category, _, name = str(category).replace(":", "/").partition("/")
     if not category or not name or "/" in name:
         raise AttachError(f"a tracepoint is named CATEGORY/NAME, e.g. "
                           f"syscalls/sys_enter_getpid; got {category}/{name}")
@@ -842,8 +842,8 @@ def attach(program, section_def, *, iface=None, cgroup=None, pid=None, xdp_flags
     """
     sd = parse(section_def) if isinstance(section_def, str) else section_def
     if not isinstance(sd, SectionDef):
-        raise TypeError(f"section_def must be a SectionDef or a section name, "
-                        f"got {type(section_def).__name__}")
+        raise UnsupportedError(f"section_def must be a SectionDef or a section name, "
+                               f"got {type(section_def).__name__}")
     family = _family(sd)
     given = {"iface": iface, "cgroup": cgroup, "pid": pid, "xdp_flags": xdp_flags or None}
     for option, kinds in _OPTION_KINDS.items():

@@ -17,6 +17,8 @@ import ctypes
 import struct
 import sys
 
+from .errors import InputError, UnsupportedError
+
 # The public bases of every ctypes data type (ctypes._CData, their common base, is not
 # importable before Python 3.12). Endian-specific structures subclass Structure.
 _CTYPES_BASES = (ctypes._SimpleCData, ctypes.Structure, ctypes.Union, ctypes.Array)
@@ -47,9 +49,9 @@ class Codec:
             try:
                 data = self._encode(value)
             except (struct.error, TypeError, ValueError, OverflowError) as e:
-                raise ValueError(f"cannot encode {what} {value!r} as {self._name()}: {e}") from None
+                raise InputError(f"cannot encode {what} {value!r} as {self._name()}: {e}") from None
         if len(data) != self.size:
-            raise ValueError(f"{what} must be {self.size} bytes ({self._name()}), "
+            raise InputError(f"{what} must be {self.size} bytes ({self._name()}), "
                              f"got {len(data)} bytes")
         return data
 
@@ -71,8 +73,8 @@ def _raw(size):
 def _refuse_non_bytes(value):
     """Raw keys and values take only bytes-likes (Codec.encode passes those through):
     bytes(4) would silently turn the int 4 into four zero bytes."""
-    raise TypeError("raw bytes expected; give the map a key/value type (a struct format "
-                    "or ctypes type) to store Python values")
+    raise UnsupportedError("raw bytes expected; give the map a key/value type (a struct format "
+                           "or ctypes type) to store Python values")
 
 
 # Single-character native formats that memoryview.cast understands.
@@ -102,13 +104,13 @@ def _ctypes_codec(ctype):
                 return bytes(v)
             c = ctype(v)
             if type(c.value) is int and c.value != v:  # ctypes wraps ints silently
-                raise OverflowError(f"{v} does not fit in {ctype.__name__}")
+                raise InputError(f"{v} does not fit in {ctype.__name__}")
             return bytes(c)
         return Codec(size, ctype, encode, lambda b: ctype.from_buffer_copy(b).value)
 
     def encode(v):
         if not isinstance(v, ctype):
-            raise TypeError(f"expected a {ctype.__name__} instance or bytes")
+            raise UnsupportedError(f"expected a {ctype.__name__} instance or bytes")
         return bytes(v)
     return Codec(size, ctype, encode, ctype.from_buffer_copy)
 
@@ -117,27 +119,27 @@ def make_codec(spec, size=None, what="value"):
     """Build a codec from spec; size, when given, is what the map requires."""
     if spec is None:
         if size is None:
-            raise ValueError(f"{what}: give a size or a type (a struct format or ctypes type)")
+            raise InputError(f"{what}: give a size or a type (a struct format or ctypes type)")
         codec = _raw(size)
     elif isinstance(spec, Codec):
         codec = spec
     elif isinstance(spec, bool):
-        raise TypeError(f"{what}: {spec!r} is not a size, struct format or ctypes type")
+        raise UnsupportedError(f"{what}: {spec!r} is not a size, struct format or ctypes type")
     elif isinstance(spec, int):
         if spec < 0:
-            raise ValueError(f"{what} size must not be negative, got {spec}")
+            raise InputError(f"{what} size must not be negative, got {spec}")
         codec = _raw(spec)
     elif isinstance(spec, str):
         try:
             codec = _struct_codec(spec)
         except struct.error as e:
-            raise ValueError(f"{what}: bad struct format {spec!r}: {e}") from None
+            raise InputError(f"{what}: bad struct format {spec!r}: {e}") from None
     elif isinstance(spec, type) and issubclass(spec, _CTYPES_BASES):
         codec = _ctypes_codec(spec)
     else:
-        raise TypeError(f"{what}: {spec!r} is not a size, struct format or ctypes type")
+        raise UnsupportedError(f"{what}: {spec!r} is not a size, struct format or ctypes type")
     if size is not None and codec.size != size:
-        raise ValueError(f"{what} type {codec._name()} is {codec.size} bytes but the map's "
+        raise InputError(f"{what} type {codec._name()} is {codec.size} bytes but the map's "
                          f"{what} size is {size} bytes")
     return codec
 
@@ -153,7 +155,7 @@ class PerCpuCodec(Codec):
         def encode(values):
             if (isinstance(values, (str, bytes)) or not hasattr(values, "__len__")
                     or len(values) != ncpus):
-                raise ValueError(f"a per-CPU value is a sequence of {ncpus} values "
+                raise InputError(f"a per-CPU value is a sequence of {ncpus} values "
                                  f"(one per possible CPU)")
             return b"".join(inner.encode(v) + pad for v in values)
 

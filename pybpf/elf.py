@@ -29,6 +29,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Dict, List, Mapping, Optional, Tuple
 
+from .errors import InputError
+from .kernel import system
+
 # ---------------------------------------------------------------------------
 # Constants. They come from the System V gABI / glibc <elf.h> and, for the BPF
 # relocation types, LLVM's llvm/BinaryFormat/ELFRelocs/BPF.def -- not from the bpf
@@ -131,7 +134,7 @@ _REL_SIZE = {SHT_REL: 16, SHT_RELA: 24}
 NAME_BUDGET_FACTOR = 8
 
 
-class ElfError(ValueError):
+class ElfError(InputError):
     """The data is not an ELF64 file this reader accepts; the message says where and why."""
 
 
@@ -277,9 +280,9 @@ class ElfFile:
 
     @classmethod
     def from_path(cls, path) -> "ElfFile":
-        """Read and parse a file (OSError when it cannot be read, ElfError when bad)."""
-        with open(path, "rb") as f:
-            return cls(f.read())
+        """Read and parse a file (OSError when it cannot be read, InputError when it is
+        not a regular file, ElfError when bad)."""
+        return cls(system.read_regular_file(path))
 
     def __repr__(self) -> str:
         return (f"<ElfFile type={self.elf_type} machine={self.machine} {self.byteorder}-endian"
@@ -514,7 +517,7 @@ class ElfFile:
     def _cached(self, cache: Dict[int, tuple], sec: Section, parse) -> tuple:
         """cache[sec.index], parsing the section on first use."""
         if not (0 <= sec.index < len(self.sections) and self.sections[sec.index] is sec):
-            raise ValueError(f"{_describe(sec)} is not a section of this file")
+            raise InputError(f"{_describe(sec)} is not a section of this file")
         found = cache.get(sec.index)
         if found is None:
             found = cache[sec.index] = parse(sec)

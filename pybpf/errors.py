@@ -1,9 +1,16 @@
 """pybpf's exceptions: one family, each carrying what failed and how to fix it.
 
+Every exception pybpf raises on purpose derives from :class:`Error`, so ``except
+pybpf.Error`` catches anything pybpf or the kernel refused; each also keeps the builtin
+base Python code expects (``ValueError`` for bad input, ``OSError`` for a failed system
+call, ``KeyError``/``IndexError`` for absence, ``TypeError`` for an operation an object
+does not have), so ``except ValueError`` and friends keep working. Anything else
+escaping from the API on bad input is a bug (the fuzz tests assert exactly that).
+
 Every failed bpf(2) call becomes a :class:`BPFError` (an :class:`OSError`, so
-``except OSError`` and ``e.errno`` keep working) that also names the command and, where
-the cause is known, a hint naming the fix. The kernel's errno alone ("Operation not
-permitted") rarely says which of half a dozen settings refused the call.
+``e.errno`` works) that also names the command and, where the cause is known, a hint
+naming the fix. The kernel's errno alone ("Operation not permitted") rarely says which
+of half a dozen settings refused the call.
 """
 import errno as _errno
 import os
@@ -13,8 +20,42 @@ import os
 ENOTSUPP = 524
 
 
-class BPFError(OSError):
-    """A bpf(2) (or perf_event_open(2), tracefs, bpffs) operation failed.
+class Error(Exception):
+    """The base of every exception pybpf raises on purpose."""
+
+
+class InputError(Error, ValueError):
+    """pybpf refuses an argument, a file or an object; the message names the problem and
+    the fix. Raised before anything reaches the kernel."""
+
+
+class UnsupportedError(Error, TypeError):
+    """The object has no such operation (a map type without keys), or an argument is of
+    a kind that cannot work (a bytes key for a typed map is fine, a dict is not)."""
+
+
+class MissingError(Error, KeyError):
+    """A key, name or id that is not there (``m[k]`` for an absent key, an unknown
+    program name): ``KeyError``, as Python's own containers raise."""
+
+    def __str__(self):
+        # KeyError's str() is the repr of its argument; a sentence should read as one.
+        arg = self.args[0] if len(self.args) == 1 else self.args
+        return arg if isinstance(arg, str) else repr(arg)
+
+
+class EmptyError(Error, IndexError):
+    """Nothing to take: popping an empty queue or stack."""
+
+
+class DependencyError(Error, ImportError):
+    """An optional dependency a feature needs is not installed (pyroute2 for netlink:
+    ``pip install pybpf[net]``)."""
+
+
+class BPFError(Error, OSError):
+    """A bpf(2) (or perf_event_open(2), tracefs, bpffs, netlink, mount(2)) operation
+    failed.
 
     ``cmd`` is the command's kernel name (``"BPF_MAP_CREATE"``), ``errno`` the error
     number and ``hint`` a sentence naming the likely fix, or ``None``.
@@ -56,11 +97,17 @@ class VerifierError(BPFError):
         return (type(self), (self.cmd, self.errno, self.detail, self.hint, self.log))
 
 
+class PipelineError(InputError):
+    """The filter-reduce pipeline refused a request: a filter it cannot run, a file it
+    cannot read through the kernel, a backend this kernel lacks. The message names the
+    problem and what to do instead."""
+
+
 class MapFullError(BPFError):
     """An update needed a new entry but the map already holds max_entries (E2BIG)."""
 
 
-class ClosedError(ValueError):
+class ClosedError(InputError):
     """An operation on a pybpf object whose file descriptor was already closed."""
 
 
@@ -70,8 +117,3 @@ def errno_text(err):
         return "ENOTSUPP (not supported by this kernel or object type)"
     return f"{_errno.errorcode.get(err, err)} ({os.strerror(err)})"
 
-
-class PipelineError(ValueError):
-    """The filter-reduce pipeline refused a request: a filter it cannot run, a file it
-    cannot read through the kernel, a backend this kernel lacks. The message names the
-    problem and what to do instead."""

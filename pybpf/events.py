@@ -39,13 +39,20 @@ import time
 import warnings
 
 from . import codec as _codec
-from .errors import BPFError, ClosedError
+from .errors import BPFError, ClosedError, Error, InputError, UnsupportedError
 from .kernel import bpf as kbpf
 from .kernel import ring as kring
 from .kernel import system
 from .kernel.constants import (BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT,
                                BPF_RINGBUF_HDR_SZ, PERF_RECORD_LOST, PERF_RECORD_SAMPLE,
                                MapType)
+
+
+
+class CorruptRingError(Error, RuntimeError):
+    """A ring's header or record says something no kernel writes: the map is shared
+    with a writer that is not the kernel, or the mapping is not what it claims."""
+
 
 _NOTHING = object()  # read(): no record ready (None may be a decoded record)
 _LEN_MASK = ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT) & 0xFFFFFFFF
@@ -60,23 +67,28 @@ def _decoder(record_type):
     except TypeError:
         if callable(record_type):
             return record_type
-        raise TypeError(f"record_type must be a ctypes type, a struct format, a size in "
-                        f"bytes or a callable taking bytes, not {record_type!r}") from None
+        raise UnsupportedError(f"record_type must be a ctypes type, a struct format, a size in "
+                               f"bytes or a callable taking bytes, not {record_type!r}") from None
     size, decode, name = codec.size, codec.decode, codec._name()
 
     def decode_prefix(data):
         if len(data) < size:
-            raise ValueError(f"a {len(data)}-byte record is shorter than record_type "
+            raise InputError(f"a {len(data)}-byte record is shorter than record_type "
                              f"{name} ({size} bytes)")
         return decode(data if len(data) == size else data[:size])
     return decode_prefix
 
 
-def _check_map(map_, expected, reader, other):
-    if getattr(map_, "type", None) != expected:
-        kind = getattr(getattr(map_, "type", None), "name", type(map_).__name__)
-        raise TypeError(f"{reader} reads {expected.name} maps, not {kind}"
-                        + (f"; use {other}" if other else ""))
+def _check_map(map_, expected, reader, other, callback):
+    """Refuse what reader cannot read: other names the reader for the other ring type."""
+    if callback is not None and not callable(callback):
+        raise InputError(f"callback is a function taking a record, not {callback!r}")
+    found = getattr(map_, "type", None)
+    if found != expected:
+        kind = getattr(found, "name", type(map_).__name__)
+        other_type = MapType.PERF_EVENT_ARRAY if expected == MapType.RINGBUF else MapType.RINGBUF
+        raise UnsupportedError(f"{reader} reads {expected.name} maps, not {kind}"
+                               + (f"; use {other}" if found == other_type else ""))
     map_.fd  # refuse a closed map now, not at the first poll
 
 
@@ -261,8 +273,8 @@ class _Ring:
                 return  # reserved but not yet submitted: records stay in order
             length = header & _LEN_MASK
             if length > limit:
-                raise RuntimeError(f"corrupt ring buffer record at position {pos}: length "
-                                   f"{length} exceeds the ring's {self.size} bytes")
+                raise CorruptRingError(f"corrupt ring buffer record at position {pos}: "
+                                       f"length {length} exceeds the ring's {self.size} bytes")
             pos += (length + BPF_RINGBUF_HDR_SZ + 7) & ~7
             self.pos = pos
             if header & BPF_RINGBUF_DISCARD_BIT:
@@ -298,10 +310,9 @@ class RingBuffer(_Reader):
         """Read another RINGBUF map through this reader."""
         with self._lock:
             self._check_open()
-            _check_map(map, MapType.RINGBUF, "RingBuffer",
-                       "PerfBuffer" if map.type == MapType.PERF_EVENT_ARRAY else "")
+            _check_map(map, MapType.RINGBUF, "RingBuffer", "PerfBuffer", callback)
             if any(ring.map is map for ring in self._rings):
-                raise ValueError(f"{map!r} is already read by this RingBuffer")
+                raise InputError(f"{map!r} is already read by this RingBuffer")
             ring = _Ring.open(map, callback, record_type)
             try:
                 self._epoll.add(map.fd, len(self._rings))
@@ -313,7 +324,7 @@ class RingBuffer(_Reader):
     @staticmethod
     def _deliverer(ring):
         if ring.callback is None:
-            raise ValueError("poll() and consume() hand records to a callback: give "
+            raise InputError("poll() and consume() hand records to a callback: give "
                              "RingBuffer(..., callback=...) or iterate with read()")
         return ring.callback
 
@@ -372,14 +383,14 @@ class _PerfRing:
             # 8-byte header and the sample's 4-byte size field never wrap; data may.
             rtype, _misc, size = unpack_header(view, base + (tail & mask))
             if size < 8 or size > head - tail:
-                raise RuntimeError(f"corrupt perf ring on CPU {self.cpu}: record of "
-                                   f"{size} bytes at {tail} (head {head})")
+                raise CorruptRingError(f"corrupt perf ring on CPU {self.cpu}: record of "
+                                       f"{size} bytes at {tail} (head {head})")
             item = None
             if rtype == PERF_RECORD_SAMPLE and size >= 12:
                 raw_size = unpack_u32(view, base + ((tail + 8) & mask))[0]
                 if raw_size > size - 12:
-                    raise RuntimeError(f"corrupt perf sample on CPU {self.cpu}: raw size "
-                                       f"{raw_size} in a {size}-byte record")
+                    raise CorruptRingError(f"corrupt perf sample on CPU {self.cpu}: raw "
+                                           f"size {raw_size} in a {size}-byte record")
                 item = (PERF_RECORD_SAMPLE, self._copy(tail + 12, raw_size))
             elif rtype == PERF_RECORD_LOST and size >= 24:  # header, u64 id, u64 lost
                 item = (PERF_RECORD_LOST, int.from_bytes(self._copy(tail + 16, 8), "little"))
@@ -421,8 +432,9 @@ class PerfBuffer(_Reader):
                  lost_callback=None, pages=8, cpus=None, wakeup_events=1, wakeup_bytes=0):
         super().__init__()
         try:
-            _check_map(map, MapType.PERF_EVENT_ARRAY, "PerfBuffer",
-                       "RingBuffer" if map.type == MapType.RINGBUF else "")
+            _check_map(map, MapType.PERF_EVENT_ARRAY, "PerfBuffer", "RingBuffer", callback)
+            if lost_callback is not None and not callable(lost_callback):
+                raise InputError(f"lost_callback is a function, not {lost_callback!r}")
             self.map = map
             self.callback, self.lost_callback = callback, lost_callback
             self.decode = _decoder(record_type)
@@ -431,7 +443,7 @@ class PerfBuffer(_Reader):
             cpus = system.online_cpus() if cpus is None else sorted(set(cpus))
             too_big = [c for c in cpus if c >= map.max_entries]
             if too_big:
-                raise ValueError(f"the perf event array has {map.max_entries} slots but "
+                raise InputError(f"the perf event array has {map.max_entries} slots but "
                                  f"CPU {too_big[0]} needs slot {too_big[0]}: create it "
                                  f"with max_entries >= the number of possible CPUs "
                                  f"({system.possible_cpus()})")
@@ -477,7 +489,7 @@ class PerfBuffer(_Reader):
     def _deliverer(self, ring):
         callback = self.callback
         if callback is None:
-            raise ValueError("poll() and consume() hand records to a callback: give "
+            raise InputError("poll() and consume() hand records to a callback: give "
                              "PerfBuffer(..., callback=...) or iterate with read()")
         return lambda item: callback(*item)
 

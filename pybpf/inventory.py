@@ -18,33 +18,29 @@ import time
 from typing import List, NamedTuple, Optional, Tuple, Union
 
 from . import asm
-from .errors import BPFError
+from .errors import BPFError, InputError
 from .kernel import bpf as kbpf
-from .kernel import system
+from .kernel import newer, system
 from .kernel.constants import BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, Cmd, MapType
+from .fd import open_pinned
 from .maps import KeyedMap, Map
 from .programs import Program
 
 
-class NotFoundError(ValueError):
+class NotFoundError(InputError):
     """No object has that id, or nothing is pinned at that path."""
 
 
-class UnreadableMapError(ValueError):
+class UnreadableMapError(InputError):
     """The map's elements cannot be read from user space (or not by pybpf)."""
 
 
-# Types newer than the UAPI header our constants come from (6.1); the kernel reports
-# them as bare numbers, which are worth a name in a listing.
-_NEWER_PROG_TYPES = {32: "netfilter"}
-_NEWER_MAP_TYPES = {32: "cgrp_storage", 33: "arena"}
-
-
-def type_name(value, newer):
-    """"hash" for MapType.HASH; a newer type by its kernel name or as "type 33"."""
+def type_name(value, names):
+    """"hash" for MapType.HASH; a newer type by its kernel name (from names) or as
+    "type 34"."""
     if hasattr(value, "name"):
         return value.name.lower()
-    return newer.get(value, f"type {value}")
+    return names.get(value, f"type {value}")
 
 
 # ---- finding and opening objects ---------------------------------------------
@@ -74,7 +70,6 @@ KINDS = {
     "prog": _Kind("program", Cmd.PROG_GET_NEXT_ID, Cmd.PROG_GET_FD_BY_ID, Program.from_fd),
     "map": _Kind("map", Cmd.MAP_GET_NEXT_ID, Cmd.MAP_GET_FD_BY_ID, _raw_map),
 }
-_NOUNS = {"prog": "program", "map": "map", "link": "link"}
 
 
 def ids(kind):
@@ -104,24 +99,9 @@ def open_by_id(kind, obj_id):
 def open_pin(kind, path):
     """Open what is pinned at path, checking first what the kernel's EINVAL/ENOENT
     would not say: that the path exists, is on bpffs, and holds the right kind."""
-    k = KINDS[kind]
     if not os.path.lexists(path):
         raise NotFoundError(f"nothing is pinned at {path} (no such file)")
-    if not system.is_bpffs(path):
-        raise ValueError(f"{path} is not on a bpf filesystem, so it is not a pin")
-    if os.path.isdir(path):
-        raise ValueError(f"{path} is a directory in bpffs, not a pinned {k.noun}")
-    fd = kbpf.obj_get(path)
-    try:
-        found = kbpf.object_kind(fd)
-    except BaseException:
-        kbpf.close(fd)
-        raise
-    if found != kind:
-        kbpf.close(fd)
-        what = _NOUNS.get(found, "BPF object of another kind")
-        raise ValueError(f"{path} is a pinned {what}, not a {k.noun}")
-    return k.wrap(fd)
+    return KINDS[kind].wrap(open_pinned(path, kind))
 
 
 def open_object(kind, ref):
@@ -184,7 +164,7 @@ def describe_program(prog):
     loaded_at = boot_time_to_datetime(info.load_time_ns)
     return {
         "id": info.id,
-        "type": type_name(info.type, _NEWER_PROG_TYPES),
+        "type": type_name(info.type, newer.PROG_TYPE_NAMES),
         "name": info.name,
         "tag": info.tag,
         "gpl_compatible": info.gpl_compatible,
@@ -249,7 +229,7 @@ def describe_map(m):
     info = m.info()
     return {
         "id": info.id,
-        "type": type_name(info.type, _NEWER_MAP_TYPES),
+        "type": type_name(info.type, newer.MAP_TYPE_NAMES),
         "name": info.name,
         "flags": info.flags,
         "bytes_key": info.key_size,
@@ -281,8 +261,9 @@ _UNREADABLE = {
     MapType.SK_STORAGE: _OWNER_KEYED,
     MapType.INODE_STORAGE: _OWNER_KEYED,
     MapType.TASK_STORAGE: _OWNER_KEYED,
-    32: _OWNER_KEYED,  # cgrp_storage (6.2)
-    33: "an arena is memory shared with programs (mmap() it), not key/value elements",
+    newer.BPF_MAP_TYPE_CGRP_STORAGE: _OWNER_KEYED,
+    newer.BPF_MAP_TYPE_ARENA: "an arena is memory shared with programs (mmap() it), not "
+                              "key/value elements",
 }
 # Values stored as fds and read back as the id of what they refer to.
 _REFERENCES = {MapType.PROG_ARRAY: "prog", MapType.ARRAY_OF_MAPS: "map",
@@ -299,7 +280,7 @@ def dump_map(m) -> List[Entry]:
     maps whose elements user space cannot read.
     """
     info = m.info()
-    what = f"map {info.id} ({type_name(info.type, _NEWER_MAP_TYPES)})"
+    what = f"map {info.id} ({type_name(info.type, newer.MAP_TYPE_NAMES)})"
     reason = _UNREADABLE.get(info.type)
     if reason is None and not isinstance(m, KeyedMap) and info.type not in PEEK_ONLY:
         reason = "pybpf does not know how to read elements of this map type"

@@ -16,8 +16,9 @@ import errno
 import struct
 
 from .errors import ENOTSUPP, BPFError
-from .fd import FdObject, Pinnable
+from .fd import FdObject, Pinnable, open_pinned
 from .kernel import bpf as kbpf
+from .kernel import newer
 from .kernel.constants import AttachType, Cmd, LinkType
 
 
@@ -31,7 +32,8 @@ class LinkInfo:
 
     def to_dict(self):
         d = dataclasses.asdict(self)
-        d["type"] = self.type.name.lower() if isinstance(self.type, LinkType) else self.type
+        d["type"] = (self.type.name.lower() if isinstance(self.type, LinkType)
+                     else newer.LINK_TYPE_NAMES.get(self.type, self.type))
         return d
 
 
@@ -85,7 +87,7 @@ class BpfLink(Link, Pinnable):
     @classmethod
     def from_pin(cls, path):
         """Reopen a pinned link (e.g. to detach it from another process)."""
-        return cls(cls._open_pin(path, "link", "link"), description=f"pinned at {path}")
+        return cls(open_pinned(path, "link"), description=f"pinned at {path}")
 
     @classmethod
     def from_id(cls, link_id):
@@ -115,6 +117,8 @@ def _details(ltype, words):
         return {"netns_ino": u32[0], "attach_type": _attach_name(u32[1])}
     if ltype == LinkType.XDP:
         return {"ifindex": u32[0]}
+    if ltype == newer.BPF_LINK_TYPE_TCX:
+        return {"ifindex": u32[0], "attach_type": _attach_name(u32[1])}
     return {}
 
 
@@ -122,7 +126,7 @@ def _attach_name(value):
     try:
         return AttachType(value).name.lower()
     except ValueError:
-        return value
+        return newer.ATTACH_TYPE_NAMES.get(value, value)
 
 
 def attach_raw_tracepoint(program, name):

@@ -15,18 +15,22 @@
 The object owns every map, program and BTF it created; ``close()`` (or ``with``)
 releases them all, also when loading fails halfway.
 """
+import collections.abc
 import dataclasses
 import errno
 import os
 import struct
 import time
 
+from . import args
 from . import objfile as O
 from .btf import Btf
 from .btf import ext as X
 from .btf import types as T
 from .btf.handle import KernelBtf
-from .errors import BPFError, VerifierError
+from .fd import pin_all
+from .variables import Variables, fill_kconfig, write_image
+from .errors import BPFError, ClosedError, InputError, MissingError, VerifierError
 from .kernel import bpf as kbpf
 from .kernel import system
 from .kernel.constants import (BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS, BPF_PSEUDO_BTF_ID,
@@ -63,13 +67,19 @@ class BpfObject:
         self.kernel_btf = None
         self.core_notes = {}  # (section, slot) -> why a CO-RE relocation failed
         self.warnings = []
-        self.variables = _Variables(self)
-        self._loaded = False
+        self.variables = Variables(self)
+        self._loaded = self._closed = False
 
     @classmethod
     def open(cls, path_or_bytes, name=None):
+        """Parse an object from its path (str or os.PathLike) or its bytes."""
         if isinstance(path_or_bytes, (bytes, bytearray)):
             return cls(O.ObjectFile.parse(path_or_bytes, name or "obj"))
+        if not isinstance(path_or_bytes, (str, os.PathLike)):
+            # open() would take an int as an fd, and close it: the caller's.
+            raise InputError(f"BpfObject.open() takes a path or the object's bytes, not "
+                             f"{type(path_or_bytes).__name__} (to read an fd, pass "
+                             f"os.read()'s bytes)")
         spec = O.ObjectFile.from_path(path_or_bytes)
         if name:
             spec.name = name
@@ -82,6 +92,12 @@ class BpfObject:
         self.close()
 
     def close(self):
+        """Release every map, program and BTF of the object; it cannot be loaded again."""
+        self._closed = True
+        self._release()
+
+    def _release(self):
+        self._loaded = False
         self.variables.close()
         for prog in self.programs.values():
             prog.close()
@@ -92,7 +108,7 @@ class BpfObject:
         self.programs, self.maps, self.btf = {}, {}, None
 
     def __repr__(self):
-        state = "loaded" if self._loaded else "not loaded"
+        state = "closed" if self._closed else "loaded" if self._loaded else "not loaded"
         return f"<BpfObject {self.spec.name!r} {state} programs={list(self.spec.programs)}>"
 
     # -- loading -------------------------------------------------------------------
@@ -107,12 +123,13 @@ class BpfObject:
         kconfig: values for ``.kconfig`` externs, overriding the running kernel's.
         programs: names to load (default: every program not marked ``SEC("?...")``).
         """
-        if self._loaded:
-            raise ValueError(f"{self!r} is already loaded")
+        if self._loaded or self._closed:
+            raise InputError(f"{self!r} is already {'closed' if self._closed else 'loaded'}")
+        _check_load_args(pin_maps, kernel_btf, kconfig, log_level, programs)
         self._kernel_btf_source = kernel_btf
         try:
             self._load_btf()
-            self._fill_kconfig(kconfig or {})
+            fill_kconfig(self.spec, kconfig or {})
             self._resolve_ksyms()
             self._create_maps(pin_maps)
             self._relocate_core()
@@ -120,12 +137,12 @@ class BpfObject:
                 n for n, p in self.spec.programs.items() if p.section_def.autoload]
             for name in wanted:
                 if name not in self.spec.programs:
-                    raise KeyError(f"no program {name!r} in {self.spec.name} (has "
-                                   f"{', '.join(self.spec.programs)})")
+                    raise MissingError(f"no program {name!r} in {self.spec.name} (has "
+                                       f"{', '.join(self.spec.programs)})")
                 self.programs[name] = self._load_program(self.spec.programs[name], log_level)
             self._init_values()
         except BaseException:
-            self.close()
+            self._release()  # a failed load may be retried (other kconfig, programs)
             raise
         self._loaded = True
         return self
@@ -172,31 +189,6 @@ class BpfObject:
             self.warnings.append(f"the kernel refused the object's BTF; loading without "
                                  f"it: {e}")
 
-    def _fill_kconfig(self, overrides):
-        spec = self.spec
-        if O.KCONFIG not in spec.maps:
-            return
-        data = spec.maps[O.KCONFIG].data
-        config = None
-        for ext in (e for e in spec.externs.values() if e.section == O.KCONFIG):
-            if ext.name in overrides:
-                value = overrides[ext.name]
-            elif ext.name == "LINUX_KERNEL_VERSION":
-                value = system.kernel_version_code()
-            elif ext.name.startswith("CONFIG_"):
-                if config is None:
-                    config = system.kernel_config()[0] or {}
-                value = config.get(ext.name)
-            else:
-                value = _LIBBPF_KCONFIG.get(ext.name)
-            if value is None:
-                if ext.weak:
-                    continue
-                raise O.ObjectError(
-                    f"extern {ext.name!r} (.kconfig) has no value: this kernel's config "
-                    f"does not set it; declare it __weak or pass kconfig={{{ext.name!r}: ...}}")
-            data[ext.offset:ext.offset + ext.size] = _kconfig_bytes(ext, value, spec.btf)
-
     # -- maps ----------------------------------------------------------------------
 
     def _create_maps(self, pin_dir):
@@ -221,7 +213,7 @@ class BpfObject:
                 inner.close()
         try:
             if mspec.data is not None:
-                m.update(0, bytes(mspec.data))
+                write_image(m, mspec.data)
                 if mspec.flags & O.BPF_F_RDONLY_PROG:
                     m.freeze()
             if pin_path:
@@ -322,13 +314,17 @@ class BpfObject:
         return None
 
     def _kernel_map_name(self, mspec):
-        """Kernel names are 15 characters; data maps are called <object>.<section>."""
+        """The map's name in the kernel: data maps are called <object>.<section>, and
+        as libbpf does, bytes the kernel refuses become '_' and the name is cut to
+        the kernel's 15 bytes."""
         if not mspec.is_data:
             name = mspec.name
         else:
             prefix = self.spec.name[:min(8, 15 - min(len(mspec.name), 7))]
             name = prefix + mspec.name
-        return "".join(c if c.isalnum() or c in "._" else "_" for c in name)[:15]
+        raw = name.encode("utf-8", "surrogateescape")
+        return bytes(b if b < 0x80 and b in kbpf.NAME_BYTES else ord("_")
+                     for b in raw)[:kbpf.NAME_MAX]
 
     def _init_values(self):
         for name, mspec in self.spec.maps.items():
@@ -391,7 +387,7 @@ class BpfObject:
         started = time.perf_counter()
         try:
             prog = Program.load(
-                sd.prog_type, insns, self.spec.license or "", name=pspec.name,
+                sd.prog_type, insns, self.spec.license or "", name=_kernel_name(pspec.name),
                 expected_attach_type=expected_attach_type, kern_version=kern_version or 0,
                 flags=flags, log_level=log_level, attach_btf_id=attach_btf_id,
                 btf=self.btf if func_info else None, func_info=func_info,
@@ -462,6 +458,9 @@ class BpfObject:
             for slot, r in relocs.items():
                 if not fn.start <= slot < fn.end or r.kind in ("call", "func"):
                     continue
+                if r.kind != "kfunc" and slot + 1 >= fn.end:  # the rest are ld_imm64s
+                    raise O.ObjectError(f"function {fn.name!r}: the ld_imm64 at slot {slot} "
+                                        f"of {fn.section} is cut off by the function's end")
                 at = (base + slot - fn.start) * INSN
                 if r.kind == "map":
                     _set_ld_imm64(image, at, BPF_PSEUDO_MAP_FD, self.maps[r.target].fd, 0)
@@ -500,7 +499,7 @@ class BpfObject:
                 raise O.ObjectError(f"extern {kind} {ext.name!r} (.ksyms) is not in the "
                                     f"kernel's BTF; declare it __weak to make it optional")
         if typeless:
-            found = _kallsyms_addresses(e.name for e in typeless)
+            found = system.kallsyms_addresses(e.name for e in typeless)
             for ext in typeless:
                 addr = found.get(ext.name)
                 self._ksyms[ext.name] = ("addr", addr) if addr else None
@@ -590,144 +589,39 @@ class BpfObject:
     # -- pinning ---------------------------------------------------------------------
 
     def pin(self, directory):
-        """Pin every program at DIR/NAME and every map at DIR/maps/NAME."""
-        os.makedirs(os.path.join(directory, "maps"), exist_ok=True)
-        for name, prog in self.programs.items():
-            prog.pin(os.path.join(directory, name))
-        for name, m in self.maps.items():
-            m.pin(os.path.join(directory, "maps", name.lstrip(".") or name))
+        """Pin every program at DIR/NAME and every map at DIR/maps/NAME (bpffs), all or
+        nothing (see pybpf.fd.pin_all): a failure leaves no pin and no directory of
+        this call behind."""
+        pin_all(self.pin_targets(directory))
 
+    def pin_targets(self, directory):
+        """[(object, path)] that :meth:`pin` pins, for callers pinning more with them."""
+        self._check_loaded("pin")
+        return ([(prog, os.path.join(directory, name)) for name, prog in self.programs.items()]
+                + [(m, os.path.join(directory, "maps", name.lstrip(".") or name))
+                   for name, m in self.maps.items()])
 
-class _Variables:
-    """Global variables by name, like a libbpf skeleton: read and set before load (the
-    initial image) and after load through a shared mapping of the live data map
-    (BPF_F_MMAPABLE), so reads and writes cost no syscall and programs see writes at
-    once. .rodata is frozen at load: writing it then fails as the kernel says."""
-
-    def __init__(self, obj):
-        self._obj = obj
-        self._views = {}  # section -> mmap of the loaded map
-        self._writable = set()  # sections whose mapping is writable (not frozen)
-
-    def __contains__(self, name):
-        return name in self._obj.spec.variables
-
-    def __iter__(self):
-        return iter(self._obj.spec.variables)
-
-    def __getitem__(self, name):
-        var = self._var(name)
-        image = self._view(var.section)
-        if image is None:  # not loaded yet: the initial image
-            image = self._obj.spec.maps[var.section].data
-        return _decode_var(var, bytes(image[var.offset:var.offset + var.size]),
-                           self._obj.spec.btf)
-
-    def __setitem__(self, name, value):
-        var = self._var(name)
-        raw = _encode_var(var, value, self._obj.spec.btf)
-        m = self._obj.maps.get(var.section)
-        if m is None:
-            self._obj.spec.maps[var.section].data[var.offset:var.offset + var.size] = raw
-            return
-        view, writable = self._view(var.section), var.section in self._writable
-        if view is not None and writable:
-            view[var.offset:var.offset + var.size] = raw
-            return
-        image = bytearray(m[0])  # frozen: the kernel refuses this with the reason
-        image[var.offset:var.offset + var.size] = raw
-        m[0] = bytes(image)
-
-    def _var(self, name):
-        try:
-            return self._obj.spec.variables[name]
-        except KeyError:
-            raise KeyError(f"no global variable {name!r} (has: "
-                           f"{', '.join(self._obj.spec.variables) or 'none'})") from None
-
-    def _view(self, section):
-        """The live mapping of a loaded data map (None before load)."""
-        m = self._obj.maps.get(section)
-        if m is None:
-            return None
-        if section not in self._views:
-            self._views[section] = m.mmap()  # read-only when the map is frozen
-            if not m.info().frozen:
-                self._writable.add(section)
-        return self._views[section]
-
-    def close(self):
-        for view in self._views.values():
-            view.close()
-        self._views, self._writable = {}, set()
-
-
-def _int_type(var, btf):
-    """(size, signed) when the variable is a plain integer (or enum), else None."""
-    if btf is None or not var.btf_type_id:
-        return None
-    t = btf.type(btf.resolve(var.btf_type_id))
-    if isinstance(t, T.Int) and t.size in (1, 2, 4, 8):
-        return t.size, t.signed
-    if isinstance(t, (T.Enum, T.Enum64)):
-        return t.size, t.signed
-    return None
-
-
-def _decode_var(var, raw, btf):
-    it = _int_type(var, btf)
-    if it is None:
-        return raw
-    return int.from_bytes(raw, "little" if struct.pack("=H", 1)[0] else "big", signed=it[1])
-
-
-def _encode_var(var, value, btf):
-    if isinstance(value, (bytes, bytearray)):
-        if len(value) != var.size:
-            raise ValueError(f"variable {var.name!r} is {var.size} bytes, got {len(value)}")
-        return bytes(value)
-    it = _int_type(var, btf)
-    if it is None:
-        raise TypeError(f"variable {var.name!r} is not an integer; assign {var.size} bytes")
-    try:
-        return int(value).to_bytes(it[0], "little" if struct.pack("=H", 1)[0] else "big",
-                                   signed=it[1])
-    except OverflowError:
-        raise ValueError(f"{value} does not fit variable {var.name!r} "
-                         f"({it[0]} bytes, {'signed' if it[1] else 'unsigned'})") from None
+    def _check_loaded(self, what):
+        if self._closed:
+            raise ClosedError(f"cannot {what} {self!r}")
+        if not self._loaded:
+            raise InputError(f"cannot {what} {self!r}: load() it first")
 
 
 _INT_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
-# Externs libbpf itself provides, with the values that hold for kernels pybpf supports.
-_LIBBPF_KCONFIG = {"LINUX_HAS_BPF_COOKIE": 1, "LINUX_HAS_SYSCALL_WRAPPER": 1}
-
-
-def _kconfig_bytes(ext, value, btf):
-    """Encode a kconfig value ("y"/"m"/"n", a number, a string) for extern ext."""
-    if isinstance(value, str):
-        v = value.strip()
-        if v in ("y", "m", "n"):
-            t = btf.type(btf.resolve(ext.btf_type_id)) if btf is not None else None
-            if isinstance(t, T.Enum):  # enum libbpf_tristate
-                value = {"y": 1, "n": 0, "m": 2}[v]
-            elif v == "m":
-                raise O.ObjectError(f"{ext.name} is 'm' (a module) but is declared bool; "
-                                    f"declare it enum libbpf_tristate")
-            else:
-                value = 1 if v == "y" else 0
-        elif v.startswith('"'):
-            raw = v.strip('"').encode() + b"\0"
-            if len(raw) > ext.size:
-                raise O.ObjectError(f"{ext.name}={v} does not fit its char[{ext.size}]")
-            return raw.ljust(ext.size, b"\0")
-        else:
-            value = int(v, 0)
-    try:
-        return int(value).to_bytes(ext.size, "little" if struct.pack("=H", 1)[0] else "big",
-                                   signed=int(value) < 0)
-    except OverflowError:
-        raise O.ObjectError(f"{ext.name}={value} does not fit in {ext.size} bytes") from None
+def _check_load_args(pin_maps, kernel_btf, kconfig, log_level, programs):
+    """Refuse load() arguments of the wrong kind now: most are used only by objects
+    that need them (a kconfig= for one without .kconfig externs would go unnoticed)."""
+    if pin_maps is not None:
+        args.path(pin_maps, "pin_maps")
+    if kernel_btf is not None and not isinstance(kernel_btf, Btf):
+        args.path(kernel_btf, "kernel_btf (a Btf or the path of a BTF file)")
+    if kconfig is not None and not isinstance(kconfig, collections.abc.Mapping):
+        raise InputError(f"kconfig is a mapping of extern names to values, not {kconfig!r}")
+    args.integer(log_level, "log_level", 0)
+    if programs is not None:
+        args.names(programs, "programs")
 
 
 def _max_entries(mspec):
@@ -761,23 +655,6 @@ def _nonzero_member(btf, ops, member):
     return any(ops.data[start:start + btf.size_of(member.type)])
 
 
-def _kallsyms_addresses(names):
-    """{name: address} of names in /proc/kallsyms (for typeless __ksym externs).
-
-    Reading /proc belongs in pybpf.kernel.system; it is here until system grows a
-    function returning addresses (system.kallsyms_types() returns only types)."""
-    wanted, found = set(names), {}
-    try:
-        with open("/proc/kallsyms") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) >= 3 and fields[2] in wanted and fields[2] not in found:
-                    found[fields[2]] = int(fields[0], 16)
-    except OSError:
-        return {}
-    return found
-
-
 def _set_ld_imm64(image, at, src, lo, hi):
     image[at + 1] = (image[at + 1] & 0x0F) | (src << 4)
     struct.pack_into("<i", image, at + 4, _s32(lo))
@@ -806,6 +683,13 @@ def _with_context(err, what):
     if isinstance(err, BPFError):
         return (err.cmd, err.errno, f"{what}: {err.detail}" if err.detail else what, err.hint)
     return (f"{what}: {err}",)
+
+
+def _kernel_name(name):
+    """A program's name as the kernel holds it: its first 15 bytes, as libbpf cuts
+    them (the object keeps the whole name; obj.programs is keyed by it)."""
+    return name.encode("utf-8", "surrogateescape")[:kbpf.NAME_MAX].decode(
+        "utf-8", "surrogateescape")
 
 
 def _last_source_line(log):

@@ -5,22 +5,22 @@ that fits the map type (HashMap, ArrayMap, PerCpuHashMap, QueueMap, ...), so eac
 offers exactly the operations the kernel allows on it and refuses the others with a
 message instead of an errno.
 """
-import ctypes
 import dataclasses
 import errno
 import os
 
+from . import args
 from . import codec as _codec
-from .errors import BPFError, MapFullError
-from .fd import FdObject, Pinnable
+from .btf.handle import KernelBtf
+from .errors import BPFError, EmptyError, InputError, MapFullError, MissingError, UnsupportedError
+from .fd import FdObject, Pinnable, open_pinned
+from .mapbatch import EXIST_FLAGS, Batches
 from .kernel import bpf as kbpf
 from .kernel import system
 from .kernel.constants import (BPF_ANY, BPF_EXIST, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC,
                                BPF_F_RDONLY, BPF_NOEXIST, Cmd, MapType)
-from .errors import ENOTSUPP
 
 _PAGE = system.page_size()
-_EXIST_FLAGS = BPF_NOEXIST | BPF_EXIST  # the update flags that depend on the key's presence
 
 
 def map_type_of(value):
@@ -35,7 +35,7 @@ def map_type_of(value):
             return MapType(value)
         except ValueError:
             pass
-    raise ValueError(f"unknown map type {value!r}; known: "
+    raise InputError(f"unknown map type {value!r}; known: "
                      f"{', '.join(t.name.lower() for t in MapType if t)}")
 
 
@@ -69,7 +69,7 @@ def _map_info(fd):
     except ValueError:  # a type newer than our constants: keep the number
         mtype = i.type
     frozen = system.fdinfo(fd).get("frozen") == "1"
-    return MapInfo(mtype, i.id, i.name.decode(), i.key_size, i.value_size, i.max_entries,
+    return MapInfo(mtype, i.id, kbpf.name_text(i.name), i.key_size, i.value_size, i.max_entries,
                    i.map_flags, i.btf_id, i.btf_key_type_id, i.btf_value_type_id,
                    i.map_extra, i.ifindex, frozen)
 
@@ -79,6 +79,7 @@ class Map(Pinnable):
     :meth:`from_id` or :meth:`from_fd`."""
 
     map_type = None  # set on subclasses that serve one type
+    _elements = False  # True on the classes that read and write elements
 
     def __init__(self, fd, map_type, key_size, value_size, max_entries, flags=0, name="",
                  key=None, value=None):
@@ -86,8 +87,12 @@ class Map(Pinnable):
         self.key_size, self.value_size = key_size, value_size
         self.max_entries, self.flags = max_entries, flags
         self._key = _codec.make_codec(key, key_size, "key") if key_size else None
-        self._value = self._value_codec(_codec.make_codec(value, value_size, "value"))
-        self._ops = kbpf.ElemOps(fd, key_size, self._value.size)
+        self._value = _codec.make_codec(value, value_size, "value")
+        if map_type in kbpf.PERCPU_MAP_TYPES:
+            self._value = _codec.PerCpuCodec(self._value, system.possible_cpus())
+        # The buffers, checked against the map (one syscall; types pybpf knows nothing
+        # about get no element access, and so no buffers the kernel could overrun).
+        self._ops = kbpf.ElemOps(fd, key_size, self._value.size) if self._elements else None
         # Own the fd only once nothing above can fail: the callers close it when
         # __init__ raises, and a half-built owner would close it again when collected,
         # by then perhaps someone else's fd.
@@ -104,6 +109,11 @@ class Map(Pinnable):
         ``btf`` (a loaded KernelBtf) with the key/value type ids describes the types
         to the kernel, which then prints values by type (bpftool, /sys/fs/bpf)."""
         cls = _class_for(map_type_of(map_type))
+        flags, map_extra = args.integer(flags, "flags", 0), args.integer(map_extra, "map_extra", 0)
+        if max_entries is not None:
+            max_entries = args.integer(max_entries, "max_entries")
+        if numa_node is not None:
+            numa_node = args.integer(numa_node, "numa_node", 0)
         key_size = _spec_size(key, key_size, "key")
         value_size = _spec_size(value, value_size, "value")
         key_size, value_size, max_entries = cls._check_create(
@@ -111,11 +121,11 @@ class Map(Pinnable):
         hints = {errno.EINVAL: f"the kernel refused these {cls.map_type.name} map "
                                f"parameters (key_size={key_size}, value_size={value_size}, "
                                f"max_entries={max_entries}, flags={flags:#x})"}
-        inner_fd = inner_map.fd if inner_map is not None else 0
+        inner_fd = args.fd_of(inner_map, Map, "inner_map") if inner_map is not None else 0
         fd = kbpf.map_create(cls.map_type, key_size, value_size, max_entries, flags, name,
                              inner_map_fd=inner_fd, numa_node=numa_node,
                              map_extra=map_extra, hints=hints,
-                             btf_fd=btf.fd if btf is not None else 0,
+                             btf_fd=args.fd_of(btf, KernelBtf, "btf") if btf is not None else 0,
                              btf_key_type_id=btf_key_type_id,
                              btf_value_type_id=btf_value_type_id)
         try:
@@ -130,18 +140,20 @@ class Map(Pinnable):
         """Validate and complete create() arguments for this map type."""
         if cls.map_type in _SIZED_BY_OWNER:  # storage maps: one value per socket/task/...
             if max_entries:
-                raise ValueError(f"{cls.map_type.name} maps are sized by the objects they "
+                raise InputError(f"{cls.map_type.name} maps are sized by the objects they "
                                  f"hang off; create them with max_entries=0")
             max_entries = 0
         elif max_entries is None or max_entries <= 0:
-            raise ValueError(f"{cls.map_type.name} maps need max_entries > 0")
+            raise InputError(f"{cls.map_type.name} maps need max_entries > 0")
         if (not key_size and cls.map_type not in _KEYLESS) or not value_size:
-            raise ValueError(f"{cls.map_type.name} maps need a key and a value size")
+            raise InputError(f"{cls.map_type.name} maps need a key and a value size")
         return key_size, value_size, max_entries
 
     @staticmethod
     def from_fd(fd, key=None, value=None):
-        """Wrap an fd (taking ownership of it) in the Map subclass for its type."""
+        """Wrap an fd of a map in the Map subclass for its type, taking ownership of it
+        (an fd that is not a map's is refused, and left alone)."""
+        kbpf.check_kind(fd, "map")
         try:
             info = _map_info(fd)
             cls = _class_for(info.type) if isinstance(info.type, MapType) else Map
@@ -153,15 +165,12 @@ class Map(Pinnable):
 
     @classmethod
     def from_pin(cls, path, key=None, value=None, readonly=False):
-        fd = cls._open_pin(path, "map", "map", BPF_F_RDONLY if readonly else 0)
+        fd = open_pinned(path, "map", BPF_F_RDONLY if readonly else 0)
         return cls.from_fd(fd, key, value)
 
     @classmethod
     def from_id(cls, map_id, key=None, value=None):
         return cls.from_fd(kbpf.fd_by_id(Cmd.MAP_GET_FD_BY_ID, map_id), key, value)
-
-    def _value_codec(self, inner):
-        return inner
 
     # -- facts -----------------------------------------------------------------
 
@@ -183,7 +192,7 @@ class Map(Pinnable):
                 f"value_size={self.value_size} max_entries={self.max_entries}>")
 
     def _refuse(self, what):
-        raise TypeError(f"{self._describe()} ({self.type.name}) does not support {what}")
+        raise UnsupportedError(f"{self._describe()} ({self.type.name}) does not support {what}")
 
     def _enc_key(self, key):
         if self._key is None:
@@ -203,9 +212,9 @@ class Map(Pinnable):
                                 f"entries; {self._FULL_HINT}")
         if code == errno.EPERM:
             hint = self._readonly_hint() or err.hint
-        elif code == errno.EEXIST and flags & _EXIST_FLAGS == BPF_NOEXIST:
+        elif code == errno.EEXIST and flags & EXIST_FLAGS == BPF_NOEXIST:
             hint = "flags=BPF_NOEXIST only adds keys that are not in the map yet"
-        elif code == errno.ENOENT and flags & _EXIST_FLAGS == BPF_EXIST:
+        elif code == errno.ENOENT and flags & EXIST_FLAGS == BPF_EXIST:
             hint = "flags=BPF_EXIST only replaces keys that are already in the map"
         else:
             return err
@@ -226,8 +235,8 @@ class Map(Pinnable):
 def _spec_size(spec, explicit, what):
     if explicit is not None:
         if spec is not None:
-            raise ValueError(f"give {what} or {what}_size, not both")
-        return explicit
+            raise InputError(f"give {what} or {what}_size, not both")
+        return args.integer(explicit, f"{what}_size", 0)
     if spec is None:
         return 0
     return _codec.make_codec(spec, what=what).size
@@ -239,14 +248,16 @@ _SIZED_BY_OWNER = {MapType.SK_STORAGE, MapType.INODE_STORAGE, MapType.TASK_STORA
 _KEYLESS = {MapType.BLOOM_FILTER}
 
 
-class KeyedMap(Map):
+class KeyedMap(Batches, Map):
     """Maps addressed by key: the dict-like interface and batch operations."""
+
+    _elements = True
 
     def __getitem__(self, key):
         self.fd
         data = self._ops.lookup(self._enc_key(key))
         if data is None:
-            raise KeyError(key)
+            raise MissingError(key)
         return self._value.decode(data)
 
     def get(self, key, default=None):
@@ -271,7 +282,7 @@ class KeyedMap(Map):
     def __delitem__(self, key):
         self.fd
         if not self._ops.delete(self._enc_key(key)):
-            raise KeyError(key)
+            raise MissingError(key)
 
     def pop(self, key, *default):
         try:
@@ -314,102 +325,6 @@ class KeyedMap(Map):
     def clear(self):
         self.delete_batch([self._key.decode(k) for k in self._raw_keys()])
 
-    # -- batches ---------------------------------------------------------------
-
-    def lookup_batch(self, batch_size=None, delete=False):
-        """Every (key, value) pair, read (and with delete=True removed) in batches of
-        batch_size entries per syscall; falls back to one syscall per key on kernels or
-        map types without BPF_MAP_LOOKUP_BATCH."""
-        self.fd
-        try:
-            return self._lookup_batch(batch_size, delete)
-        except BPFError as e:
-            if not _batch_unsupported(e):
-                raise
-        pairs = []
-        for raw in list(self._raw_keys()):
-            data = self._ops.lookup(raw)
-            if data is None:
-                continue
-            pairs.append((self._key.decode(raw), self._value.decode(data)))
-            if delete:
-                self._ops.delete(raw)
-        return pairs
-
-    def _lookup_batch(self, batch_size, delete):
-        ks, vs = self.key_size, self._value.size
-        count = batch_size or min(self.max_entries, 1 << 16)
-        cmd = Cmd.MAP_LOOKUP_AND_DELETE_BATCH if delete else Cmd.MAP_LOOKUP_BATCH
-        # The resume token is a bucket index (u32) for hash maps and a key for others.
-        token_size = max(ks, 8)
-        in_batch, out_batch = None, ctypes.create_string_buffer(token_size)
-        pairs = []
-        while True:
-            keys = ctypes.create_string_buffer(count * ks)
-            values = ctypes.create_string_buffer(count * vs)
-            try:
-                n, done = kbpf.map_batch(cmd, self.fd, in_batch, out_batch, keys, values, count)
-            except BPFError as e:
-                if e.errno == errno.ENOSPC and getattr(e, "batch_count", 0) == 0:
-                    count *= 2  # a hash bucket holds more entries than one batch
-                    continue
-                raise
-            # Decode straight from the ctypes buffers (no copy of the whole batch).
-            pairs.extend(zip(self._key.decode_many(memoryview(keys).cast("B"), n),
-                             self._value.decode_many(memoryview(values).cast("B"), n)))
-            if done:
-                return pairs
-            in_batch = ctypes.create_string_buffer(out_batch.raw, token_size)
-
-    def update_batch(self, items, flags=BPF_ANY):
-        """Store many (key, value) pairs (a dict or iterable of pairs) in one syscall.
-
-        The kernel's batch update takes no BPF_NOEXIST/BPF_EXIST (EINVAL), so with
-        those flags the pairs go one syscall each; either way a failure stops at the
-        pair that failed, with the pairs before it stored."""
-        pairs = list(items.items() if isinstance(items, dict) else items)
-        self.fd
-        if not pairs:
-            return
-        keys = b"".join(self._enc_key(k) for k, _ in pairs)
-        values = b"".join(self._value.encode(v) for _, v in pairs)
-        if not flags & _EXIST_FLAGS:
-            try:
-                kbpf.map_batch(Cmd.MAP_UPDATE_BATCH, self.fd, None, None, keys, values,
-                               len(pairs), flags)
-                return
-            except BPFError as e:
-                if not _batch_unsupported(e):
-                    done = getattr(e, "batch_count", len(pairs))
-                    raise self._write_error(e, pairs[done][0] if done < len(pairs) else None,
-                                            flags) from None
-        for k, v in pairs:
-            self.update(k, v, flags)
-
-    def delete_batch(self, keys):
-        """Delete many keys in one syscall; KeyError names the first missing key."""
-        keys = list(keys)
-        self.fd
-        if not keys:
-            return
-        raw = b"".join(self._enc_key(k) for k in keys)
-        try:
-            kbpf.map_batch(Cmd.MAP_DELETE_BATCH, self.fd, None, None, raw, None, len(keys))
-        except BPFError as e:
-            if e.errno == errno.ENOENT:
-                raise KeyError(keys[getattr(e, "batch_count", 0)]) from None
-            if not _batch_unsupported(e):
-                raise
-            for k in keys:
-                del self[k]
-
-
-def _batch_unsupported(err):
-    """The kernel lacks batch ops (before 5.6: EINVAL) or this map type has none."""
-    if err.errno in (ENOTSUPP, errno.EOPNOTSUPP):
-        return True
-    return err.errno == errno.EINVAL and system.kernel_version() < (5, 6)
-
 
 class HashMap(KeyedMap):
     """HASH, LRU_HASH and LPM_TRIE maps: keys come and go."""
@@ -425,9 +340,9 @@ class LpmTrieMap(HashMap):
     @classmethod
     def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
         if not flags & BPF_F_NO_PREALLOC:
-            raise ValueError("LPM_TRIE maps must be created with flags=BPF_F_NO_PREALLOC")
+            raise InputError("LPM_TRIE maps must be created with flags=BPF_F_NO_PREALLOC")
         if key_size <= 4:
-            raise ValueError("an LPM_TRIE key is a u32 prefix length followed by the data "
+            raise InputError("an LPM_TRIE key is a u32 prefix length followed by the data "
                              f"bytes, so it is more than 4 bytes (got {key_size})")
         return super()._check_create(key_size, value_size, max_entries, flags, inner_map)
 
@@ -439,7 +354,7 @@ class ArrayMap(KeyedMap):
     @classmethod
     def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
         if key_size not in (0, 4):
-            raise ValueError(f"{cls.map_type.name} keys are u32 indexes (4 bytes), got {key_size}")
+            raise InputError(f"{cls.map_type.name} keys are u32 indexes (4 bytes), got {key_size}")
         return super()._check_create(4, value_size, max_entries, flags, inner_map)
 
     def __init__(self, fd, map_type, key_size, value_size, max_entries, flags=0, name="",
@@ -468,8 +383,8 @@ class ArrayMap(KeyedMap):
 
     def _write_error(self, err, key=None, flags=BPF_ANY):
         if err.errno == errno.E2BIG:  # what the kernel answers for an index past the end
-            return KeyError(f"index {key} is out of range: {self._describe()} has "
-                            f"max_entries={self.max_entries} slots")
+            return MissingError(f"index {key} is out of range: {self._describe()} has "
+                                f"max_entries={self.max_entries} slots")
         return super()._write_error(err, key, flags)
 
     def mmap(self):
@@ -479,24 +394,19 @@ class ArrayMap(KeyedMap):
         Element i starts at byte ``i * mmap_stride``: the kernel pads each value to a
         multiple of 8 bytes."""
         if not self.flags & BPF_F_MMAPABLE:
-            raise ValueError(f"{self._describe()} was not created with BPF_F_MMAPABLE")
+            raise InputError(f"{self._describe()} was not created with BPF_F_MMAPABLE")
         length = self.mmap_stride * self.max_entries
         length = (length + _PAGE - 1) // _PAGE * _PAGE
         return kbpf.mmap(self.fd, length, writable=not self.info().frozen)
 
 
-class _PerCpu:
-    """Mixin: values are lists with one entry per possible CPU."""
-
-    def _value_codec(self, inner):
-        return _codec.PerCpuCodec(inner, system.possible_cpus())
-
-
-class PerCpuHashMap(_PerCpu, HashMap):
+# Per-CPU values (lists, one entry per possible CPU) come with the map type, whatever
+# the class: Map.__init__ asks the kernel layer's kbpf.PERCPU_MAP_TYPES.
+class PerCpuHashMap(HashMap):
     map_type = MapType.PERCPU_HASH
 
 
-class PerCpuArrayMap(_PerCpu, ArrayMap):
+class PerCpuArrayMap(ArrayMap):
     map_type = MapType.PERCPU_ARRAY
 
 
@@ -506,7 +416,7 @@ class _FdArray(ArrayMap):
     @classmethod
     def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
         if value_size not in (0, 4):
-            raise ValueError(f"{cls.map_type.name} values are 4-byte fds, got {value_size}")
+            raise InputError(f"{cls.map_type.name} values are 4-byte fds, got {value_size}")
         return super()._check_create(key_size, 4, max_entries, flags, inner_map)
 
     def __init__(self, fd, map_type, key_size, value_size, max_entries, flags=0, name="",
@@ -555,7 +465,7 @@ class ArrayOfMapsMap(_FdArray):
 
 def _require_inner(cls, inner_map):
     if inner_map is None:
-        raise ValueError(f"{cls.map_type.name} needs inner_map=, a map of the shape its "
+        raise InputError(f"{cls.map_type.name} needs inner_map=, a map of the shape its "
                          f"elements will have")
 
 
@@ -567,7 +477,7 @@ class HashOfMapsMap(HashMap):
     def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
         _require_inner(cls, inner_map)
         if value_size not in (0, 4):
-            raise ValueError(f"{cls.map_type.name} values are 4-byte fds, got {value_size}")
+            raise InputError(f"{cls.map_type.name} values are 4-byte fds, got {value_size}")
         return super()._check_create(key_size, 4, max_entries, flags, inner_map)
 
     def __init__(self, fd, map_type, key_size, value_size, max_entries, flags=0, name="",
@@ -595,13 +505,14 @@ class PerfEventArrayMap(_FdArray):
 class QueueMap(Map):
     """QUEUE (FIFO) and STACK (LIFO) maps: no keys, push/pop/peek values."""
     map_type = MapType.QUEUE
+    _elements = True
 
     @classmethod
     def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
         if key_size:
-            raise ValueError(f"{cls.map_type.name} maps have no key")
+            raise InputError(f"{cls.map_type.name} maps have no key")
         if max_entries is None or max_entries <= 0 or not value_size:
-            raise ValueError(f"{cls.map_type.name} maps need a value size and max_entries > 0")
+            raise InputError(f"{cls.map_type.name} maps need a value size and max_entries > 0")
         return 0, value_size, max_entries
 
     _FULL_HINT = "pop values, or push with flags=BPF_EXIST to drop the oldest one"
@@ -627,7 +538,7 @@ class QueueMap(Map):
         self.fd
         data = self._ops.lookup(None, cmd=int(cmd))
         if data is None:
-            raise IndexError(f"{self._describe()} is empty")
+            raise EmptyError(f"{self._describe()} is empty")
         return self._value.decode(data)
 
     def __len__(self):
@@ -645,10 +556,10 @@ class RingBufMap(Map):
     @classmethod
     def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
         if key_size or value_size:
-            raise ValueError("RINGBUF maps have no key or value; give only max_entries "
+            raise InputError("RINGBUF maps have no key or value; give only max_entries "
                              "(the ring's size in bytes)")
         if not max_entries or max_entries % _PAGE or max_entries & (max_entries - 1):
-            raise ValueError(f"a RINGBUF size must be a power of 2 and a multiple of the "
+            raise InputError(f"a RINGBUF size must be a power of 2 and a multiple of the "
                              f"page size ({_PAGE}), got {max_entries}")
         return 0, 0, max_entries
 

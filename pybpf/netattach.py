@@ -6,13 +6,18 @@ that can be pinned, and that nobody can silently replace. Older kernels attach t
 netlink (the way ``ip link set dev IF xdp fd N`` does), and the returned link removes
 the program again on close.
 
-tc: :func:`attach_tc` adds a ``bpf`` filter in direct-action mode to the interface's
+tc: on kernels with tcx (6.6+) :func:`attach_tc` creates a tcx link (BPF_LINK_CREATE
+with BPF_TCX_INGRESS or BPF_TCX_EGRESS), a :class:`TcxLink` that the kernel detaches
+when its last fd closes, however the process ends. Older kernels (and callers asking
+for a filter priority) get a ``bpf`` filter in direct-action mode on the interface's
 ``clsact`` qdisc (``tc filter add dev IF ingress bpf da fd N``), creating the qdisc if
-the interface has none. Closing the link deletes the filter, and the qdisc too when
-pybpf created it and nothing else is attached to it any more.
+the interface has none. Closing that link deletes the filter, and the qdisc too when
+pybpf created it and nothing else is attached to it any more; but netlink ties none
+of it to a file descriptor, so a process killed with SIGKILL leaves the filter, the
+qdisc and the program attached (``TcLink._removal_hint()`` says how to remove them).
 
 Netlink is spoken through pyroute2, the optional ``net`` extra (``pip install
-pybpf[net]``); it is imported only when needed, so XDP links work without it.
+pybpf[net]``); it is imported only when needed, so XDP and tcx links work without it.
 
 Both functions take ``netns=``: the name of a network namespace (``ip netns add
 NAME``) or the path of one (``/proc/PID/ns/net``). The interface is looked up and the
@@ -24,9 +29,10 @@ import errno
 import os
 import socket
 
-from .errors import errno_text
+from . import args
+from .errors import BPFError, DependencyError, InputError
 from .kernel import bpf as kbpf
-from .kernel import system
+from .kernel import newer, system
 from .kernel.constants import (XDP_FLAGS_DRV_MODE, XDP_FLAGS_HW_MODE, XDP_FLAGS_MASK,
                                XDP_FLAGS_MODES, XDP_FLAGS_REPLACE, XDP_FLAGS_SKB_MODE,
                                XDP_FLAGS_UPDATE_IF_NOEXIST, AttachType, ProgType)
@@ -37,6 +43,7 @@ INGRESS, EGRESS = "ingress", "egress"
 _CLSACT_HANDLE = 0xFFFF0000
 _CLSACT_PARENT = 0xFFFFFFF1
 _TC_PARENTS = {INGRESS: 0xFFFFFFF2, EGRESS: 0xFFFFFFF3}
+_TCX_TYPES = {INGRESS: newer.BPF_TCX_INGRESS, EGRESS: newer.BPF_TCX_EGRESS}
 _TC_FILTER_HANDLE = 1
 _TCA_BPF_FLAG_ACT_DIRECT = 1
 _ETH_P_ALL = 0x0003
@@ -47,7 +54,7 @@ _CLONE_NEWNET = 0x40000000
 _PRIVILEGE_HINT = "attaching to a network interface needs CAP_NET_ADMIN (run as root)"
 
 
-class InterfaceError(ValueError):
+class InterfaceError(InputError):
     """The named network interface (or network namespace) does not exist."""
 
 
@@ -63,16 +70,14 @@ def attach_xdp(program, iface, flags=0, *, netns=None, via="auto"):
     5.9+), "netlink", or "auto" (a link where the kernel has them).
     """
     _check_type(program, ProgType.XDP, "attach_xdp", "XDP")
+    flags = args.integer(flags, "flags", 0)
     if flags & ~XDP_FLAGS_MASK or flags & XDP_FLAGS_REPLACE:
-        raise ValueError(f"XDP flags {flags:#x}: use XDP_FLAGS_SKB_MODE, _DRV_MODE, "
+        raise InputError(f"XDP flags {flags:#x}: use XDP_FLAGS_SKB_MODE, _DRV_MODE, "
                          f"_HW_MODE and _UPDATE_IF_NOEXIST (replacing a program is "
                          f"BpfLink.update())")
     if bin(flags & XDP_FLAGS_MODES).count("1") > 1:
-        raise ValueError(f"XDP flags {flags:#x} name more than one mode; pick one")
-    if via == "auto":
-        via = "link" if system.kernel_version() >= _XDP_LINK_KERNEL else "netlink"
-    if via not in ("link", "netlink"):
-        raise ValueError(f"via={via!r}: use 'link', 'netlink' or 'auto'")
+        raise InputError(f"XDP flags {flags:#x} name more than one mode; pick one")
+    via = _via(via, _XDP_LINK_KERNEL)
     with _entered(netns):
         ifindex, ifname = resolve_interface(iface, netns)
         where = _where(ifname, ifindex, netns)
@@ -84,21 +89,36 @@ def attach_xdp(program, iface, flags=0, *, netns=None, via="auto"):
         return _attach_xdp_netlink(program, ifindex, ifname, flags, netns, where)
 
 
-def attach_tc(program, iface, direction=INGRESS, *, priority=None, netns=None):
-    """Attach a tc (SCHED_CLS) program to iface's ingress or egress as a direct-action
-    bpf filter on the clsact qdisc; returns a :class:`TcLink`.
+def attach_tc(program, iface, direction=INGRESS, *, priority=None, netns=None,
+              via="auto"):
+    """Attach a tc (SCHED_CLS) program to iface's ingress or egress; returns a Link.
 
-    priority: the filter's priority (lower runs first); default the lowest one no
-    filter on that hook uses, so existing filters keep their place but run after.
+    via: "link", a :class:`TcxLink` (kernel 6.6+; programs on one hook run in the order
+    they were attached); "netlink", a :class:`TcLink`, a direct-action bpf filter on
+    the clsact qdisc, which survives a SIGKILL of this process (see the module's
+    docstring); "auto", a tcx link where the kernel has them unless priority is given.
+    priority (netlink only): the filter's priority (lower runs first); default the
+    lowest one no filter on that hook uses, so existing filters keep their place but
+    run after.
     """
     _check_type(program, ProgType.SCHED_CLS, "attach_tc", "SCHED_CLS (SEC(\"tc\"))")
     if direction not in _TC_PARENTS:
-        raise ValueError(f"direction {direction!r}: use 'ingress' or 'egress'")
-    if priority is not None and not 1 <= priority <= 0xFFFF:
-        raise ValueError(f"tc priority {priority} is not in 1..65535")
+        raise InputError(f"direction {direction!r}: use 'ingress' or 'egress'")
+    if priority is not None and not 1 <= args.integer(priority, "priority") <= 0xFFFF:
+        raise InputError(f"tc priority {priority} is not in 1..65535")
+    via = _via("netlink" if via == "auto" and priority is not None else via,
+               newer.TCX_KERNEL)
+    if via == "link" and priority is not None:
+        raise InputError("priority orders netlink filters; tcx links run in the order "
+                         "they are attached (pass via='netlink' for a priority)")
     with _entered(netns) as ns_key:
         ifindex, ifname = resolve_interface(iface, netns)
         where = _where(ifname, ifindex, netns)
+        if via == "link":
+            fd = kbpf.link_create(program.fd, ifindex, _TCX_TYPES[direction],
+                                  hints=_tcx_hints(where))
+            return TcxLink(fd, program, f"tcx {direction} on {where}", ifindex=ifindex,
+                           ifname=ifname, direction=direction)
         with _iproute(f"attach tc program to {where}") as ipr:
             if _ensure_clsact(ipr, ifindex, ifname, where):
                 _created_clsact.add((ns_key, ifindex))
@@ -116,12 +136,14 @@ def attach_tc(program, iface, direction=INGRESS, *, priority=None, netns=None):
 def resolve_interface(iface, netns=None):
     """(ifindex, name) of iface (a name or an index) in the current network namespace;
     InterfaceError naming the interfaces that do exist when it does not."""
+    if isinstance(iface, bool) or not isinstance(iface, (int, str)):
+        raise InputError(f"an interface is a name or an index, not {iface!r}")
     try:
-        if isinstance(iface, int) or (isinstance(iface, str) and iface.isdigit()):
+        if isinstance(iface, int) or iface.isdigit():
             index = int(iface)
             return index, socket.if_indextoname(index)
         return socket.if_nametoindex(iface), iface
-    except OSError:
+    except (OSError, OverflowError):
         names = ", ".join(name for _, name in socket.if_nameindex())
         where = f"network namespace {netns!r}" if netns else "this network namespace"
         raise InterfaceError(f"there is no network interface {iface!r} in {where} "
@@ -130,12 +152,26 @@ def resolve_interface(iface, netns=None):
 
 # ---- links ----------------------------------------------------------------------------
 
-class XdpLink(BpfLink):
-    """An XDP program attached through a kernel BPF link."""
+class _InterfaceLink(BpfLink):
+    """A kernel BPF link on a network interface."""
 
     def __init__(self, fd, program=None, description="", *, ifindex=0, ifname=""):
         super().__init__(fd, program, description)
         self.ifindex, self.ifname = ifindex, ifname
+
+
+class XdpLink(_InterfaceLink):
+    """An XDP program attached through a kernel BPF link."""
+
+
+class TcxLink(_InterfaceLink):
+    """A tc program attached through a tcx link (6.6+): detached by the kernel when its
+    last fd (or pin) goes, also when the process holding it is killed."""
+
+    def __init__(self, fd, program=None, description="", *, ifindex=0, ifname="",
+                 direction=INGRESS):
+        super().__init__(fd, program, description, ifindex=ifindex, ifname=ifname)
+        self.direction = direction
 
 
 class _NetlinkLink(Link):
@@ -203,12 +239,10 @@ class TcLink(_NetlinkLink):
         self.direction, self.priority = direction, priority
 
     def _remove(self, ipr, ns_key):
-        try:
+        with _unless(errno.ENOENT):  # deleted by someone else (tc filter del, qdisc gone)
             _call(ipr.tc, "del-filter", "bpf", self.ifindex, handle=_TC_FILTER_HANDLE,
                   parent=_TC_PARENTS[self.direction], prio=self.priority,
                   protocol=_ETH_P_ALL, what=f"detach {self.description}")
-        except FileNotFoundError:
-            pass  # deleted by someone else (tc filter del, qdisc removed)
         _drop_unused_clsact(ipr, ns_key, self.ifindex)
 
     def _removal_hint(self):
@@ -261,14 +295,14 @@ def _ensure_clsact(ipr, ifindex, ifname, where):
         kind = q.get_attr("TCA_KIND")
         if kind == "clsact":
             return False
-        raise OSError(errno.EEXIST,
-                      f"{where} has a {kind!r} qdisc where tc programs need 'clsact'; "
-                      f"remove it first (tc qdisc del dev {ifname} {kind})")
-    try:
+        raise BPFError(f"attach tc program to {where}", errno.EEXIST,
+                       f"{where} has a {kind!r} qdisc where tc programs need 'clsact'",
+                       f"remove it first (tc qdisc del dev {ifname} {kind})")
+    added = False
+    with _unless(errno.EEXIST):  # added meanwhile by someone else
         _call(ipr.tc, "add", "clsact", ifindex, what=f"add clsact qdisc to {where}")
-    except FileExistsError:  # added meanwhile by someone else
-        return False
-    return True
+        added = True
+    return added
 
 
 def _add_filter(ipr, program, ifindex, direction, priority, where):
@@ -278,8 +312,9 @@ def _add_filter(ipr, program, ifindex, direction, priority, where):
     if priority is None:
         priority = next(p for p in range(1, 0x10000) if p not in used)
     elif priority in used:
-        raise OSError(errno.EEXIST, f"{where}: a tc filter already has priority "
-                                    f"{priority}; pass another priority")
+        raise BPFError(f"add tc filter to {where}", errno.EEXIST,
+                       f"a tc filter already has priority {priority}",
+                       "pass another priority")
     fd = os.dup(program.fd)
     try:
         _call(ipr.tc, "add-filter", "bpf", ifindex, handle=_TC_FILTER_HANDLE, parent=parent,
@@ -298,10 +333,8 @@ def _drop_unused_clsact(ipr, ns_key, ifindex):
             _filter_priorities(ipr, ifindex, p) for p in _TC_PARENTS.values()):
         return
     _created_clsact.discard(key)
-    try:
+    with _unless(errno.ENOENT):
         _call(ipr.tc, "del", "clsact", ifindex, what="remove clsact qdisc")
-    except FileNotFoundError:
-        pass
 
 
 def _filter_priorities(ipr, ifindex, parent):
@@ -320,9 +353,9 @@ def _pyroute2():
         from pyroute2.netlink.exceptions import NetlinkError
     except ImportError as e:
         why = "which is not installed" if e.name == "pyroute2" else f"which failed: {e}"
-        raise ImportError(f"attaching tc programs (and XDP programs on kernels before 5.9) "
-                          f"speaks netlink through pyroute2, {why}; pip install "
-                          f"pybpf[net]") from None
+        raise DependencyError(f"attaching tc programs (and XDP programs on kernels before "
+                              f"5.9) speaks netlink through pyroute2, {why}; pip install "
+                              f"pybpf[net]") from None
     return pyroute2, NetlinkError
 
 
@@ -339,7 +372,7 @@ def _iproute(what):
 
 
 def _call(method, *args, what, hints=None, **kwargs):
-    """method(*args, **kwargs), netlink errors as OSError naming what failed."""
+    """method(*args, **kwargs), netlink errors as BPFError naming what failed."""
     with _netlink_errors(what, hints):
         result = method(*args, **kwargs)
         return list(result) if result is not None else []
@@ -355,13 +388,40 @@ def _netlink_errors(what, hints=None):
         hint = (hints or {}).get(code)
         if hint is None and code in (errno.EPERM, errno.EACCES):
             hint = _PRIVILEGE_HINT
-        text = f"{what}: {errno_text(code)}"
-        detail = getattr(e, "args", ("", ""))[1:2]
-        if detail and detail[0] and detail[0] != os.strerror(code):
-            text += f": {detail[0]}"
-        if hint:
-            text += f"\n  hint: {hint}"
-        raise OSError(code, text) from None
+        detail = (getattr(e, "args", ("", ""))[1:2] or [""])[0]
+        if detail == os.strerror(code):
+            detail = ""
+        raise BPFError(what, code, detail or "", hint) from None
+
+
+@contextlib.contextmanager
+def _unless(err):
+    """Let a BPFError with errno err pass silently: the state it reports (a filter
+    already gone, a qdisc already there) is the one wanted."""
+    try:
+        yield
+    except BPFError as e:
+        if e.errno != err:
+            raise
+
+
+def _via(via, link_kernel):
+    """"link" or "netlink" for a via= argument; "auto" is a link from link_kernel on."""
+    if via == "auto":
+        return "link" if system.kernel_version() >= link_kernel else "netlink"
+    if via not in ("link", "netlink"):
+        raise InputError(f"via={via!r}: use 'link', 'netlink' or 'auto'")
+    return via
+
+
+def _tcx_hints(where):
+    return {
+        errno.EINVAL: f"the kernel refused a tcx link on {where}: tcx links need Linux "
+                      f"{'.'.join(map(str, newer.TCX_KERNEL))}+ (this is "
+                      f"{system.kernel_release()}); pass via='netlink' for a tc filter",
+        errno.EEXIST: f"this program is attached to that hook of {where} already",
+        errno.EPERM: _PRIVILEGE_HINT,
+    }
 
 
 def _xdp_hints(name, flags):
@@ -383,7 +443,7 @@ def _check_type(program, want, func, label):
     if ptype != want:
         tname = ptype.name if isinstance(ptype, ProgType) else ptype
         name = getattr(program, "name", "") or "the program"
-        raise ValueError(f"{func} needs a {label} program; {name!r} is {tname}"
+        raise InputError(f"{func} needs a {label} program; {name!r} is {tname}"
                          + (" (use attach_xdp)" if ptype == ProgType.XDP else "")
                          + (" (use attach_tc)" if ptype == ProgType.SCHED_CLS else ""))
 
@@ -448,11 +508,10 @@ def _setns(fd, what):
     """setns(2) for the calling thread (os.setns exists only from Python 3.12)."""
     if _libc.setns(fd, _CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
-        hint = ("\n  hint: entering a network namespace needs CAP_SYS_ADMIN (run as root)"
-                if err == errno.EPERM else "")
-        raise OSError(err, f"{what}: {errno_text(err)}{hint}")
+        raise BPFError("setns", err, what, "entering a network namespace needs "
+                       "CAP_SYS_ADMIN (run as root)" if err == errno.EPERM else None)
 
 
 __all__ = ["attach_xdp", "attach_tc", "resolve_interface", "XdpLink", "NetlinkXdpLink",
-           "TcLink", "InterfaceError", "INGRESS", "EGRESS", "XDP_FLAGS_SKB_MODE",
+           "TcxLink", "TcLink", "InterfaceError", "INGRESS", "EGRESS", "XDP_FLAGS_SKB_MODE",
            "XDP_FLAGS_DRV_MODE", "XDP_FLAGS_HW_MODE", "XDP_FLAGS_UPDATE_IF_NOEXIST"]

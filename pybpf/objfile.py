@@ -13,15 +13,19 @@ subprograms, ``__uint``/``__type``/``__array`` map definitions encoded in BTF, a
 global variables in ``.data``, ``.rodata``, ``.bss`` and their ``.*`` variants.
 """
 import dataclasses
+import os
 import struct
 import sys
 from typing import Dict, List, Optional
 
+from .errors import InputError
 from . import elf as E
 from . import sections
 from .btf import Btf, BtfError
 from .btf.ext import BtfExt
 from .btf import types as T
+from .dataimage import ZeroImage
+from .kernel import system
 from .kernel.constants import (BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, BPF_JMP, BPF_CALL,
                                BPF_PSEUDO_CALL, MapType)
 
@@ -37,9 +41,12 @@ STRUCT_OPS = ".struct_ops"
 LEGACY_MAP_DEF = 20
 # Map "pinning" values libbpf defines; any other value is an error there too.
 PIN_NONE = 0
+# The largest value of an array map (kernel/bpf/arraymap.c, array_map_alloc_check()):
+# global data and .kconfig become one-element arrays, so no section may be larger.
+ARRAY_VALUE_MAX = 0x7FFFFFFF
 
 
-class ObjectError(ValueError):
+class ObjectError(InputError):
     """The object file is not something pybpf can load; the message says what and where."""
 
 
@@ -171,9 +178,7 @@ class ObjectFile:
 
     @classmethod
     def from_path(cls, path):
-        with open(path, "rb") as f:
-            data = f.read()
-        import os
+        data = system.read_regular_file(path)
         return cls.parse(data, os.path.basename(path).split(".")[0] or "obj")
 
     @classmethod
@@ -307,7 +312,10 @@ class _Parser:
             if not _is_data_section(sec):
                 continue
             readonly = sec.name.startswith(".rodata")
-            data = bytearray(sec.size) if sec.type == E.SHT_NOBITS else bytearray(sec.data)
+            _check_array_value(f"section {sec.name}", sec.size)
+            # .bss takes no room in the file, so its header may claim any size: hold only
+            # what is written before load. Other sections: one copy of the file's bytes.
+            data = ZeroImage(sec.size) if sec.type == E.SHT_NOBITS else bytearray(sec.view)
             value_id = self._datasec_id(sec.name)
             obj.maps[sec.name] = MapSpec(
                 name=sec.name, type=MapType.ARRAY, key_size=4, value_size=sec.size,
@@ -346,6 +354,10 @@ class _Parser:
                               f"maps is not a whole number of bpf_map_def records")
         order = "<" if self.elf.byteorder == "little" else ">"
         for sym in syms:
+            if sym.value + rec > len(sec.data):
+                raise ObjectError(f"legacy map {sym.name!r}: its {rec}-byte record at offset "
+                                  f"{sym.value} lies outside section 'maps' "
+                                  f"({len(sec.data)} bytes in the file)")
             raw = sec.data[sym.value:sym.value + rec]
             if any(raw[LEGACY_MAP_DEF:]):
                 # Records longer than struct bpf_map_def come in incompatible layouts
@@ -375,7 +387,7 @@ class _Parser:
             raise ObjectError("section .maps has no DATASEC in the object's BTF")
         offsets = {}
         for v in btf.type(ids[0]).vars:
-            var = btf.type(v.type)
+            var = self._datasec_var(".maps", v)
             spec = self._btf_map(var.name, var.type)
             self.obj.maps[var.name] = spec
             sym = next((s for s in self.symbols if s.shndx == sec.index and
@@ -388,6 +400,15 @@ class _Parser:
                 raise ObjectError(f"map {var.name!r} is in .maps' BTF but has no symbol")
             offsets[var.name] = sym.value
         self.map_offsets = offsets
+
+    def _datasec_var(self, section, entry):
+        """The VAR a DATASEC entry names (BTF can name anything there)."""
+        var = self.obj.btf.type(entry.type)
+        if not isinstance(var, T.Var):
+            what = "void" if entry.type == 0 else f"a {var.KIND.name}"
+            raise ObjectError(f"the BTF of section {section} lists type {entry.type}, "
+                              f"{what}, where a variable belongs")
+        return var
 
     def _btf_map(self, name, type_id, inner=False):
         btf = self.obj.btf
@@ -476,9 +497,12 @@ class _Parser:
             if not ids:
                 raise ObjectError(f"section {sec.name} needs BTF describing its variables; "
                                   f"compile with clang -g")
-            data = sec.data if sec.type != E.SHT_NOBITS else bytes(sec.size)
+            if sec.type == E.SHT_NOBITS:  # clang never writes one: the table has pointers
+                raise ObjectError(f"section {sec.name} takes no room in the file "
+                                  f"(SHT_NOBITS), so it initialises no struct_ops table")
+            data = sec.data
             for v in btf.type(ids[0]).vars:
-                var = btf.type(v.type)
+                var = self._datasec_var(sec.name, v)
                 local = btf.resolve(var.type)
                 t = btf.type(local)
                 if not isinstance(t, T.Struct) or not t.name:
@@ -540,6 +564,7 @@ class _Parser:
             ext.offset = offset
             offset += ext.size
         if kconfig:
+            _check_array_value("the .kconfig externs", offset)
             self.obj.maps[KCONFIG] = MapSpec(
                 KCONFIG, MapType.ARRAY, 4, max(offset, 1), 1,
                 BPF_F_MMAPABLE | BPF_F_RDONLY_PROG, data=bytearray(max(offset, 1)),
@@ -604,6 +629,9 @@ class _Parser:
             if ext is None:
                 raise ObjectError(f"{where}: refers to undefined symbol {sym.name!r}")
             return Reloc(slot, "kfunc" if is_call else "extern_var", sym.name)
+        if sym.shndx >= len(self.elf.sections):  # SHN_ABS, SHN_COMMON: no section's data
+            raise ObjectError(f"{where}: refers to {sym.name!r}, which lies in no section "
+                              f"(section index {sym.shndx:#x})")
         sec = self.elf.sections[sym.shndx]
         if sec.name in self.obj.code:
             # Code: a bpf-to-bpf call or the address of a callback function.
@@ -615,11 +643,11 @@ class _Parser:
             return Reloc(slot, "func", (sec.name, (sym.value + imm) // INSN))
         if not is_ld64:
             raise ObjectError(f"{where}: a call to non-code symbol {sym.name!r}")
-        if sec.name == ".maps":
+        if sec.name in (".maps", "maps"):
             name = self._symbol_name_at(sec, sym)
-            return Reloc(slot, "map", name)
-        if sec.name == "maps":
-            name = self._symbol_name_at(sec, sym)
+            if name not in self.obj.maps:
+                raise ObjectError(f"{where}: refers to {name!r} in section {sec.name!r}, "
+                                  f"which defines no such map")
             return Reloc(slot, "map", name)
         if sec.name in self.obj.maps and self.obj.maps[sec.name].is_data:
             return Reloc(slot, "map_value", sec.name, sym.value + imm)
@@ -649,11 +677,30 @@ class _Parser:
             base, name = owner
             spec = obj.maps[name]
             var_type = btf.type(btf.find(name, "var")[0]).type
-            values = next(m for m in btf.members(var_type) if m.name == "values")
+            values = next((m for m in btf.members(var_type) if m.name == "values"), None)
+            if values is None:
+                raise ObjectError(f"map {name!r}: a relocation at {r.offset:#x} initialises "
+                                  f"it, but it has no 'values' member")
             slot = (r.offset - base - values.bit_offset // 8) // 8
             if slot < 0:
                 raise ObjectError(f"map {name!r}: initial value relocation before 'values'")
-            spec.init_values[slot] = r.symbol.name
+            target = r.symbol.name
+            # Programs may not be loaded (SEC("?...")): the loader skips those. A map
+            # must exist.
+            known = obj.programs if spec.type == MapType.PROG_ARRAY else obj.maps
+            if target not in known:
+                raise ObjectError(f"map {name!r}: .values[{slot}] refers to {target!r}, "
+                                  f"which is no {'program' if known is obj.programs else 'map'}"
+                                  f" of this object")
+            spec.init_values[slot] = target
+
+
+def _check_array_value(what, size):
+    """Refuse, before anything is allocated for it, data that no array map can hold."""
+    if size > ARRAY_VALUE_MAX:
+        raise ObjectError(f"{what} is {size} bytes, but it becomes the value of a "
+                          f"one-element array map, which the kernel limits to "
+                          f"{ARRAY_VALUE_MAX} bytes")
 
 
 def _is_struct_ops(name):

@@ -6,7 +6,10 @@ refusal arrives as a :class:`~pybpf.errors.VerifierError` with the log attached.
 import ctypes
 import dataclasses
 
-from .fd import FdObject, Pinnable
+from .errors import InputError
+from . import args
+from .btf.handle import KernelBtf
+from .fd import FdObject, Pinnable, open_pinned
 from .kernel import bpf as kbpf
 from .kernel import system
 from .kernel.constants import AttachType, Cmd, ProgType, StatsType
@@ -33,7 +36,7 @@ def _enum_of(enum, value, what):
     try:
         return enum[value.upper()] if isinstance(value, str) else enum(value)
     except (KeyError, ValueError):
-        raise ValueError(f"unknown {what} {value!r}; known: "
+        raise InputError(f"unknown {what} {value!r}; known: "
                          f"{', '.join(t.name.lower() for t in enum)}") from None
 
 
@@ -41,10 +44,14 @@ def assemble(insns):
     """Instruction bytes from bytes or a sequence of objects with .encode() (pybpf.asm)."""
     if isinstance(insns, (bytes, bytearray, memoryview)):
         code = bytes(insns)
-    else:
+    elif hasattr(insns, "__iter__") and all(hasattr(i, "encode") and not isinstance(i, str)
+                                            for i in insns):
         code = b"".join(i.encode() for i in insns)
+    else:
+        raise InputError(f"a program is instruction bytes or a list of pybpf.asm "
+                         f"instructions, not {insns!r:.80}")
     if not code or len(code) % 8:
-        raise ValueError(f"a program is a non-empty multiple of 8-byte instructions, "
+        raise InputError(f"a program is a non-empty multiple of 8-byte instructions, "
                          f"got {len(code)} bytes")
     return code
 
@@ -109,18 +116,22 @@ class Program(Pinnable):
         """
         ptype = prog_type_of(prog_type)
         code = assemble(insns)
+        if not isinstance(license, str):
+            raise InputError(f"license is a str such as \"GPL\", not {license!r}")
+        log_level = args.integer(log_level, "log_level", 0)
         if kern_version is None:
             kern_version = system.kernel_version_code() if ptype == ProgType.KPROBE else 0
         # struct_ops programs pass a member index here, not an AttachType.
         eat = 0 if expected_attach_type is None else (
             expected_attach_type if prog_type_of(prog_type) == ProgType.STRUCT_OPS
             else attach_type_of(expected_attach_type))
-        fi, fi_size = func_info or (None, 0)
-        li, li_size = line_info or (None, 0)
+        fi, fi_size = _records(func_info, "func_info")
+        li, li_size = _records(line_info, "line_info")
         fd, log = kbpf.prog_load(
             ptype, code, license, name=name, expected_attach_type=eat,
             kern_version=kern_version, prog_flags=flags, log_level=log_level,
-            log_size=log_size, prog_btf_fd=btf.fd if btf is not None else 0,
+            log_size=log_size,
+            prog_btf_fd=args.fd_of(btf, KernelBtf, "btf") if btf is not None else 0,
             func_info=fi, func_info_rec_size=fi_size,
             func_info_cnt=len(fi) // fi_size if fi else 0,
             line_info=li, line_info_rec_size=li_size,
@@ -131,7 +142,9 @@ class Program(Pinnable):
 
     @classmethod
     def from_fd(cls, fd):
-        """Wrap an fd (taking ownership of it)."""
+        """Wrap an fd of a program, taking ownership of it (an fd that is not a
+        program's is refused, and left alone)."""
+        kbpf.check_kind(fd, "prog")
         try:
             info = _prog_info(fd, with_maps=False)
         except BaseException:
@@ -141,7 +154,7 @@ class Program(Pinnable):
 
     @classmethod
     def from_pin(cls, path):
-        return cls.from_fd(cls._open_pin(path, "prog", "program"))
+        return cls.from_fd(open_pinned(path, "prog"))
 
     @classmethod
     def from_id(cls, prog_id):
@@ -165,8 +178,8 @@ class Program(Pinnable):
         packet and context. Raw tracepoint and syscall programs run once on ctx only:
         the kernel refuses repeat, data and ctx_out for them, so those default to off.
         """
-        data = bytes(data)
-        ctx = None if ctx is None else bytes(ctx)
+        data = _bytes(data, "data")
+        ctx = None if ctx is None else _bytes(ctx, "ctx")
         ctx_only = self.type in _CTX_ONLY_TEST_RUN
         if repeat is None:
             repeat = 0 if ctx_only else 1
@@ -190,7 +203,24 @@ class Program(Pinnable):
 def _fd_array(fds):
     if not fds:
         return None
-    return (ctypes.c_int32 * len(fds))(*[f.fd if hasattr(f, "fd") else int(f) for f in fds])
+    return (ctypes.c_int32 * len(fds))(*[f.fd if isinstance(f, FdObject) else
+                                         args.integer(f, "an fd_array entry", 0) for f in fds])
+
+
+def _records(info, what):
+    """(bytes, record size) of func_info/line_info, (None, 0) for none."""
+    if not info:
+        return None, 0
+    if not (isinstance(info, tuple) and len(info) == 2 and isinstance(info[0], bytes)):
+        raise InputError(f"{what} is a (bytes, record size) pair from .BTF.ext, not "
+                         f"{info!r:.80}")
+    return info[0], args.integer(info[1], f"{what}'s record size", 1)
+
+
+def _bytes(value, what):
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise InputError(f"{what} is bytes, not {type(value).__name__}")
+    return bytes(value)
 
 
 def _prog_info(fd, with_maps=True):
@@ -204,7 +234,7 @@ def _prog_info(fd, with_maps=True):
         ptype = ProgType(i.type)
     except ValueError:  # newer than our constants
         ptype = i.type
-    return ProgInfo(ptype, i.id, i.name.decode(), bytes(i.tag).hex(), i.load_time,
+    return ProgInfo(ptype, i.id, kbpf.name_text(i.name), bytes(i.tag).hex(), i.load_time,
                     i.created_by_uid, map_ids, i.xlated_prog_len, i.jited_prog_len,
                     i.verified_insns, i.run_cnt, i.run_time_ns, i.recursion_misses,
                     i.btf_id, bool(i.gpl_compatible))

@@ -12,6 +12,7 @@ program that is not loaded by default.
 """
 import dataclasses
 
+from .errors import InputError
 from .kernel.constants import AttachType as A
 from .kernel.constants import ProgType as P
 
@@ -138,7 +139,7 @@ class SectionDef:
         return kind, prefix + self.target
 
 
-class UnknownSectionError(ValueError):
+class UnknownSectionError(InputError):
     """A section holds code but its name follows no known convention."""
 
 

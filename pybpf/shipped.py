@@ -6,6 +6,8 @@
 import os
 import sys
 
+from .errors import MissingError
+
 DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpf")
 
 
@@ -22,7 +24,7 @@ def path(name):
     if not os.path.exists(p):
         have = ", ".join(names()) or "none: in a source tree, run " \
                                      "python tools/build_programs.py --inplace"
-        raise FileNotFoundError(f"no shipped BPF object {name!r} (shipped: {have})")
+        raise MissingError(f"no shipped BPF object {name!r} (shipped: {have})")
     return p
 
 
@@ -32,7 +34,7 @@ def main(argv):
         return 0
     try:
         print(path(argv[0]))
-    except FileNotFoundError as e:
+    except MissingError as e:
         print(e, file=sys.stderr)
         return 1
     return 0

@@ -7,6 +7,7 @@
 import gc
 import os
 import shutil
+import subprocess
 import uuid
 
 import pytest
@@ -59,6 +60,11 @@ def no_leaked_fds(request):
     assert not described, f"test leaked file descriptors: {described}"
 
 
+# Test pin directories carry this process's pid: other test runs on the machine make
+# their own, which are not this run's to judge.
+_PIN_PREFIX = f"pybpf-test-{os.getpid()}-"
+
+
 @pytest.fixture
 def bpffs():
     """A fresh directory on a bpffs mount (mounted at /sys/fs/bpf if nothing is);
@@ -66,7 +72,7 @@ def bpffs():
     root = system.BPFFS_DEFAULT
     if not system.is_bpffs(root):
         system.mount("bpf", root, "bpf")
-    path = os.path.join(root, f"pybpf-test-{uuid.uuid4().hex[:8]}")
+    path = os.path.join(root, f"{_PIN_PREFIX}{uuid.uuid4().hex[:8]}")
     os.mkdir(path)
     yield path
     leftovers = os.listdir(path)
@@ -76,6 +82,25 @@ def bpffs():
     assert not leftovers, f"test left pins behind: {leftovers}"
 
 
+@pytest.fixture
+def cgroup():
+    """A fresh cgroup v2 directory (cgroup2 mounted for the test if it is not); the
+    test must leave it empty (rmdir fails otherwise)."""
+    mount = system.mount_point("cgroup2")
+    mounted_here = None
+    if mount is None:
+        mounted_here = f"/tmp/pybpf-cgroup2-{uuid.uuid4().hex[:8]}"
+        system.mount("none", mounted_here, "cgroup2")
+        mount = mounted_here
+    path = os.path.join(mount, f"pybpf-test-{uuid.uuid4().hex[:8]}")
+    os.mkdir(path)
+    yield path
+    os.rmdir(path)
+    if mounted_here:
+        subprocess.run(["umount", mounted_here], check=True)
+        os.rmdir(mounted_here)
+
+
 @pytest.fixture(scope="session")
 def clang():
     """Path of clang; the test set-up (tools/run-tests) installs it."""
@@ -83,6 +108,22 @@ def clang():
     if path is None:
         pytest.fail("clang is not installed: run the test set-up, bash tools/run-tests")
     return path
+
+
+@pytest.fixture(scope="session")
+def run_object(clang, tmp_path_factory):
+    """run_object(NAME): tests/progs/run/NAME.bpf.c compiled with clang, once a session."""
+    out = tmp_path_factory.mktemp("run_objects")
+    source = os.path.join(os.path.dirname(__file__), "progs", "run")
+
+    def compile_(name):
+        obj = out / f"{name}.o"
+        if not obj.exists():
+            subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-c",
+                            os.path.join(source, f"{name}.bpf.c"), "-o", str(obj),
+                            f"-I/usr/include/{os.uname().machine}-linux-gnu"], check=True)
+        return str(obj)
+    return compile_
 
 
 def _own_links():
@@ -102,7 +143,7 @@ def _own_links():
 
 def _system_state():
     """What a test run may create and must remove: BPF links it holds, pybpf tracefs
-    probe events, test pins, network namespaces."""
+    probe events, its test pin directories, network namespaces."""
     from pybpf.kernel.system import find_tracefs
     state = {"links": _own_links(), "probes": set(), "pins": set(), "netns": set()}
     tracefs = find_tracefs()
@@ -113,7 +154,7 @@ def _system_state():
         except OSError:
             pass
     if os.path.isdir("/sys/fs/bpf"):
-        state["pins"] = {n for n in os.listdir("/sys/fs/bpf") if n.startswith("pybpf-test")}
+        state["pins"] = {n for n in os.listdir("/sys/fs/bpf") if n.startswith(_PIN_PREFIX)}
     if os.path.isdir("/run/netns"):
         state["netns"] = set(os.listdir("/run/netns"))
     return state

@@ -195,8 +195,8 @@ class Bench:
             keys = ctypes.create_string_buffer(count * ks)
             values = ctypes.create_string_buffer(count * vs)
             try:
-                n, done = kbpf.map_batch(BATCH_LOOKUP, self.map.fd, resume, token, keys,
-                                         values, count)
+                n, done = self.elem_ops.batch(BATCH_LOOKUP, resume, token, keys, values,
+                                              count)
             except BPFError as e:  # a hash bucket larger than --batch-size: as pybpf does
                 if e.errno != errno.ENOSPC or getattr(e, "batch_count", 0):
                     raise

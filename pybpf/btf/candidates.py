@@ -18,6 +18,7 @@ import sys
 import weakref
 from collections import namedtuple
 
+from ..errors import InputError, UnsupportedError
 from . import types as T
 from .types import BtfError
 
@@ -154,8 +155,8 @@ class CoreCache:
 
     def __init__(self, targets, what="kernel BTF"):
         if isinstance(targets, CoreCache):
-            raise TypeError("CoreCache(targets) takes BTFs; pass the CoreCache itself "
-                            "where a cache is wanted")
+            raise UnsupportedError("CoreCache(targets) takes BTFs; pass the CoreCache itself "
+                                   "where a cache is wanted")
         if hasattr(targets, "items"):
             named = list(targets.items())
         elif hasattr(targets, "find") and hasattr(targets, "type"):
@@ -164,7 +165,7 @@ class CoreCache:
             named = [("vmlinux" if i == 0 else f"module #{i}", btf)
                      for i, btf in enumerate(targets)]
         if not named:
-            raise ValueError("CoreCache needs at least one target BTF (the kernel's)")
+            raise InputError("CoreCache needs at least one target BTF (the kernel's)")
         self.targets = named
         self.what = what
         self._found = {}

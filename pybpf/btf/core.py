@@ -32,6 +32,7 @@ its named-field and array-index steps (*accessors*) and the bit offset it reache
 """
 from collections import namedtuple
 
+from ..errors import InputError
 from .. import asm
 from . import types as T
 from .candidates import (
@@ -597,7 +598,7 @@ def relocate_section(code, relos, local_btf, targets, byteorder=None, section=""
     cache = targets if isinstance(targets, CoreCache) else CoreCache(targets)
     byteorder = byteorder or local_btf.byteorder
     if byteorder not in ("little", "big"):
-        raise ValueError(f"byteorder must be 'little' or 'big', not {byteorder!r}")
+        raise InputError(f"byteorder must be 'little' or 'big', not {byteorder!r}")
     as_insns = not isinstance(code, (bytes, bytearray, memoryview))
     buf = bytearray(asm.encode(code, byteorder) if as_insns else code)
     if len(buf) % 8:

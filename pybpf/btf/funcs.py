@@ -7,6 +7,7 @@ func_info"). clang writes that BTF for C; for instructions built with pybpf.asm,
 function takes its number of ``long`` arguments (pointers are 64-bit too) and
 returns ``long``; the program's entry is global, the others static.
 """
+from ..errors import InputError
 from . import ext
 from . import types as T
 from .model import Btf
@@ -18,7 +19,7 @@ def for_functions(functions):
     the ``(bytes, record size)`` pair Program.load takes."""
     functions = sorted(functions, key=lambda f: f[1])
     if not functions or functions[0][1] != 0:
-        raise ValueError("the first function must start at instruction 0")
+        raise InputError("the first function must start at instruction 0")
     btf = Btf()
     long_id = btf.add(T.Int("long", 8, T.INT_SIGNED, 0, 64))
     records = []

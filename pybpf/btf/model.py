@@ -14,6 +14,8 @@ import sys
 from array import array
 from collections.abc import Mapping
 
+from ..errors import InputError, UnsupportedError
+from ..kernel import system
 from . import parse
 from . import types as T
 from .strings import StringTable
@@ -29,7 +31,7 @@ def order_of(byteorder):
     try:
         return _ORDER_NAMES[byteorder]
     except KeyError:
-        raise ValueError(f"byteorder must be 'little' or 'big', not {byteorder!r}") from None
+        raise InputError(f"byteorder must be 'little' or 'big', not {byteorder!r}") from None
 
 
 class TypeTable(Mapping):
@@ -109,8 +111,7 @@ class Btf:
     @classmethod
     def load(cls, path, base=None, lazy=True):
         """Parse a raw BTF file (e.g. one dumped with ``llvm-objcopy --dump-section``)."""
-        with open(path, "rb") as f:
-            data = f.read()
+        data = system.read_regular_file(path)
         if data[:4] == b"\x7fELF":
             raise BtfError(f"{path} is an ELF file, not raw BTF: take its .BTF section "
                            f"(pybpf.elf, or llvm-objcopy --dump-section .BTF=out.btf {path})")
@@ -179,7 +180,7 @@ class Btf:
         """Append type t; returns its id."""
         self._check_mutable()
         if not isinstance(t, T.BtfType) or isinstance(t, T.Void):
-            raise TypeError(f"add() takes a BTF type object (Int, Struct...), not {t!r}")
+            raise UnsupportedError(f"add() takes a BTF type object (Int, Struct...), not {t!r}")
         self._items.append(t)
         self._offsets.append(0)
         self._name_offs.append(_NO_NAME)
@@ -191,7 +192,7 @@ class Btf:
         """Put t in place of type type_id (ids of everything else stay)."""
         self._check_mutable()
         if not isinstance(t, T.BtfType) or isinstance(t, T.Void):
-            raise TypeError(f"replace() takes a BTF type object, not {t!r}")
+            raise UnsupportedError(f"replace() takes a BTF type object, not {t!r}")
         self._own_index(type_id)
         self._items[type_id - self.start_id] = t
         self._name_offs[type_id - self.start_id] = _NO_NAME

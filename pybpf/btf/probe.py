@@ -8,7 +8,7 @@ change under us).
 import errno
 import functools
 
-from ..errors import BPFError
+from ..errors import BPFError, InputError
 from . import types as T
 from .model import Btf
 from .sanitize import FEATURES
@@ -34,7 +34,7 @@ def _probe_types(feature):
         return [T.Enum64("e", 8, (T.EnumValue("big", 1 << 40),))]
     if feature == "tag_kflag":
         return [T.Struct("s", 4, (T.Member("m", 1, 0),)), T.DeclTag("tag", 2, -1, True)]
-    raise ValueError(f"no probe for BTF feature {feature!r}")
+    raise InputError(f"no probe for BTF feature {feature!r}")
 
 
 def probe_blob(feature):

@@ -31,6 +31,7 @@ without func_info/line_info; without "datasec" a DATASEC becomes a STRUCT of the
 size, still usable as a global-data map's BTF value type; a DATASEC left unsized
 (size 0 placeholder) is not.
 """
+from ..errors import InputError
 from . import types as T
 from .types import BtfError
 
@@ -104,7 +105,7 @@ def sanitize(btf, features=ALL_FEATURES):
     probe.probe_btf_features()) accepts; type ids are unchanged."""
     unknown = set(features) - ALL_FEATURES
     if unknown:
-        raise ValueError(f"unknown BTF features {sorted(unknown)}; known: "
+        raise InputError(f"unknown BTF features {sorted(unknown)}; known: "
                          f"{sorted(ALL_FEATURES)}")
     out = btf.copy()
     for type_id in out.own_ids():

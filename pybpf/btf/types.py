@@ -17,8 +17,10 @@ carry ``bitfield_size`` (the writer sets kflag when any member has one), ``Enum`
 import enum
 from collections import namedtuple
 
+from ..errors import InputError
 
-class BtfError(ValueError):
+
+class BtfError(InputError):
     """BTF data is malformed or a type query makes no sense (a type loop, a size asked
     of a function, a name that is not there). Parsing never raises anything else."""
 

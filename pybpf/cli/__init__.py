@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from ..errors import BPFError
+from ..errors import Error
 
 COMMANDS = ["probe", "objects", "load", "run", "links", "filterreduce"]
 
@@ -29,7 +29,7 @@ def main(argv=None):
         # Point stdout at /dev/null so the interpreter's final flush stays quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (BPFError, ValueError, OSError) as e:
+    except (Error, OSError) as e:  # what pybpf refused, and files it could not open
         print(f"pybpf {args.command}: error: {e}", file=sys.stderr)
         return 1
 

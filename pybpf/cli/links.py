@@ -8,7 +8,7 @@ then remains, attached to nothing, until its last fd and pin are gone).
 import errno
 import sys
 
-from ..errors import BPFError
+from ..errors import BPFError, InputError
 from ..links import BpfLink, iter_links
 from ..programs import Program
 from . import emit_json
@@ -99,6 +99,6 @@ def _open(ref):
         return BpfLink.from_id(ref)
     except BPFError as e:
         if e.errno == errno.ENOENT:
-            raise ValueError(f"there is no BPF link with id {ref} "
+            raise InputError(f"there is no BPF link with id {ref} "
                              f"(python -m pybpf link list shows them)") from None
         raise

@@ -5,9 +5,8 @@ C source line it stopped at (from the object's line info) on stderr.
 """
 import sys
 
-from ..errors import BPFError, VerifierError
+from ..errors import Error, VerifierError
 from ..loader import BpfObject
-from ..objfile import ObjectError
 from . import emit_json
 
 
@@ -29,7 +28,7 @@ def register(sub):
 def run(args):
     try:
         obj = BpfObject.open(args.object)
-    except (ObjectError, OSError) as e:
+    except (Error, OSError) as e:
         print(f"pybpf load: {args.object}: {e}", file=sys.stderr)
         return 1
     with obj:
@@ -37,7 +36,7 @@ def run(args):
             obj.load(kernel_btf=args.btf, log_level=args.log_level)
             if args.pin:
                 obj.pin(args.pin)
-        except (BPFError, ObjectError, ValueError, KeyError) as e:
+        except Error as e:
             _report_failure(args, obj, e)
             return 1
         doc = describe(obj)

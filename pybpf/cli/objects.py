@@ -9,6 +9,7 @@ The data comes from :mod:`pybpf.inventory`; this module only parses and formats.
 import argparse
 import sys
 
+from ..errors import InputError
 from .. import inventory
 from . import emit_json
 
@@ -85,13 +86,13 @@ def parse_ref(words):
     elif len(words) == 1:
         keyword, value = ("id" if words[0].isdigit() else "pinned"), words[0]
     else:
-        raise ValueError(f"expected ID, PATH, 'id ID' or 'pinned PATH', got {' '.join(words)!r}")
+        raise InputError(f"expected ID, PATH, 'id ID' or 'pinned PATH', got {' '.join(words)!r}")
     if keyword == "pinned":
         return value
     try:
         return int(value, 0)
     except ValueError:
-        raise ValueError(f"an id is a number, got {value!r}") from None
+        raise InputError(f"an id is a number, got {value!r}") from None
 
 
 # ---- prog -----------------------------------------------------------------------

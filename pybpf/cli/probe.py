@@ -93,7 +93,7 @@ def _answer(answer):
 
 def _rows(pairs):
     """Aligned "name  value" lines; a value longer than the line wraps under itself."""
-    width = max(len(name) for name, _ in pairs) + 2
+    width = max((len(name) for name, _ in pairs), default=0) + 2
     lines = []
     for name, value in pairs:
         wrapped = _wrap(str(value), "", "", _WIDTH - width - len(_INDENT)) or [""]
@@ -215,7 +215,9 @@ def _helpers(matrix, verbose):
     total = len(matrix.probed)
     lines = [f"Helpers (available per program type, of {total} probed; "
              f"{'names' if verbose else '-v lists them'})"]
-    if verbose:
+    if not matrix.available:
+        lines.append(f"{_INDENT}none: no program type loaded, so no helper could be probed")
+    elif verbose:
         for ptype, names in matrix.available.items():
             lines.append(f"{_INDENT}{ptype} ({len(names)}):")
             lines += _words(names, _INDENT * 2)

@@ -9,8 +9,14 @@ are not attached themselves.
 
 Exit status: CMD's when a command ran (128+N when signal N ended it), else 0; 1 when
 loading, attaching or starting the command failed.
+
+Killed with SIGKILL, run cleans up nothing, but the kernel does much of it: programs on
+BPF links (tracepoints, cgroups, XDP, tcx for tc on 6.6+) detach, and CMD is killed
+too (a parent-death signal). Netlink tc filters (kernels before 6.6) and XDP on
+kernels before 5.9 stay attached; docs/architecture.md lists what survives.
 """
 import argparse
+import math
 import os
 import re
 import signal
@@ -18,12 +24,12 @@ import subprocess
 import sys
 import time
 
-from ..errors import BPFError
-from ..fd import unpin
+from ..errors import Error, InputError, MissingError
+from ..fd import Pinnable, pin_all
+from ..kernel import system
 from ..kernel.constants import MapType, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE
 from ..loader import BpfObject
 from ..maps import KeyedMap, PerfEventArrayMap
-from ..objfile import ObjectError
 from . import emit_json
 
 _XDP_MODES = {"auto": 0, "native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}
@@ -40,12 +46,25 @@ program and map arrays hold ids. Global data (.bss, .data, .rodata) shows as
 arrays, queues) are listed under "unreadable_maps"."""
 
 
+def _seconds(text):
+    """--duration's type: a finite number of seconds, 0 or more (nan compares false
+    with every deadline, so it would never end; for no end, give no --duration)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds, 0 or more "
+                                         f"(leave --duration out to run until Ctrl-C)")
+    return value
+
+
 def register(sub):
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--pin", metavar="DIR",
                          help="pin programs at DIR/NAME, maps at DIR/maps/NAME and links at "
                               "DIR/links/NAME (bpffs): they stay attached after this command")
-    options.add_argument("--duration", type=float, metavar="S",
+    options.add_argument("--duration", type=_seconds, metavar="S",
                          help="detach after S seconds (and stop CMD if it still runs)")
     options.add_argument("--json", action="store_true", help="print one JSON document")
     options.add_argument("--iface", metavar="IF", help="interface for XDP and tc programs")
@@ -73,15 +92,15 @@ def run(args):
     stop = _StopSignals()
     try:
         obj = BpfObject.open(args.object)
-    except (ObjectError, OSError) as e:
+    except (Error, OSError) as e:
         return _fail(f"{args.object}: {e}")
     with stop, obj:
         try:
             obj.load()
             for spec in args.tail_call:
                 _tail_call(obj, spec)
-        except (BPFError, ObjectError, ValueError, KeyError) as e:
-            return _fail(f"{args.object}: {_text(e)}")
+        except Error as e:
+            return _fail(f"{args.object}: {e}")
         return _attach_and_run(args, obj, stop)
 
 
@@ -94,8 +113,8 @@ def _attach_and_run(args, obj, stop):
                 report.attached(name, links[name])
             if args.pin:
                 _pin(args.pin, obj, links, report)
-        except (BPFError, ObjectError, ValueError, KeyError, ImportError, OSError) as e:
-            return _fail(_text(e))
+        except (Error, OSError) as e:
+            return _fail(str(e))
         report.print_attached()
         status = _wait(args, stop, report)
     finally:
@@ -132,22 +151,22 @@ def fill_prog_array(obj, map_name, slots):
     fill_prog_array(obj, "jumps", {1: "b", 2: "c"})."""
     m = obj.maps.get(map_name)
     if m is None:
-        raise KeyError(f"no map {map_name!r} in {obj.spec.name} (has "
-                       f"{', '.join(obj.maps) or 'none'})")
+        raise MissingError(f"no map {map_name!r} in {obj.spec.name} (has "
+                           f"{', '.join(obj.maps) or 'none'})")
     if m.type != MapType.PROG_ARRAY:
-        raise ValueError(f"map {map_name!r} is {m.type.name}, not a program array")
+        raise InputError(f"map {map_name!r} is {m.type.name}, not a program array")
     for index, prog_name in slots.items():
         prog = obj.programs.get(prog_name)
         if prog is None:
-            raise KeyError(f"no loaded program {prog_name!r} in {obj.spec.name} (has "
-                           f"{', '.join(obj.programs) or 'none'})")
+            raise MissingError(f"no loaded program {prog_name!r} in {obj.spec.name} (has "
+                               f"{', '.join(obj.programs) or 'none'})")
         m[index] = prog
 
 
 def _tail_call(obj, spec):
     match = _TAIL_CALL.match(spec)
     if not match:
-        raise ValueError(f"--tail-call {spec!r}: write MAP[INDEX]=PROGRAM, e.g. jumps[1]=b")
+        raise InputError(f"--tail-call {spec!r}: write MAP[INDEX]=PROGRAM, e.g. jumps[1]=b")
     fill_prog_array(obj, match.group(1), {int(match.group(2)): match.group(3)})
 
 
@@ -155,8 +174,8 @@ def _programs_to_attach(args, obj, report):
     if args.program:
         unknown = [n for n in args.program if n not in obj.programs]
         if unknown:
-            raise KeyError(f"no program {', '.join(map(repr, unknown))} in {obj.spec.name} "
-                           f"(has {', '.join(obj.programs)})")
+            raise MissingError(f"no program {', '.join(map(repr, unknown))} in {obj.spec.name} "
+                               f"(has {', '.join(obj.programs)})")
         return list(args.program)
     targets = _tail_call_targets(obj)
     for name in obj.programs:
@@ -178,18 +197,14 @@ def _tail_call_targets(obj):
 
 
 def _attach(args, obj, name):
-    try:
-        from ..attach import attach
-    except ImportError as e:
-        raise ImportError(f"attaching needs pybpf.attach, which failed to import: {e}") \
-            from None
+    from ..attach import attach  # not at the top: load and --help need none of it
     sd = obj.spec.programs[name].section_def
     what = f"program {name!r} (section {sd.section!r})"
     options = _options_for(sd, args, what)
     try:
         return attach(obj.programs[name], sd, **options)
-    except (BPFError, ValueError, KeyError, OSError) as e:
-        raise _AttachError(f"{what}: {_text(e)}") from None
+    except (Error, OSError) as e:
+        raise _AttachError(f"{what}: {e}") from None
 
 
 def _options_for(sd, args, what):
@@ -210,38 +225,22 @@ def _options_for(sd, args, what):
     return {}
 
 
-class _AttachError(ValueError):
+class _AttachError(InputError):
     """Attaching one program failed; the message names the program."""
 
 
 def _pin(directory, obj, links, report):
-    """Pin programs and maps (BpfObject.pin's layout) and links at DIR/links/NAME;
-    netlink attachments are left in place instead. All or nothing: a failure removes
-    the pins this made, and a path that is taken already fails before any pinning."""
-    link_paths = {name: os.path.join(directory, "links", name) for name in links}
-    paths = ([os.path.join(directory, name) for name in obj.programs] +
-             [os.path.join(directory, "maps", name.lstrip(".") or name) for name in obj.maps] +
-             [link_paths[name] for name, link in links.items() if hasattr(link, "pin")])
-    taken = [path for path in paths if os.path.lexists(path)]
-    if taken:
-        raise ValueError(f"--pin {directory}: {', '.join(taken)} exist already; remove them "
-                         f"or pin somewhere else")
-    try:
-        obj.pin(directory)
-        for name, link in links.items():
-            if hasattr(link, "pin"):
-                os.makedirs(os.path.dirname(link_paths[name]), exist_ok=True)
-                link.pin(link_paths[name])
-            elif not hasattr(link, "leave_attached"):
-                raise ValueError(f"program {name!r}: its attachment ({link.description}) "
-                                 f"cannot be pinned; run without --pin")
-    except BaseException:
-        for path in paths:
-            if os.path.lexists(path):
-                unpin(path)
-        raise
+    """Pin programs and maps (BpfObject.pin's layout) and links at DIR/links/NAME, all
+    or nothing (pybpf.fd.pin_all); netlink attachments are left in place instead."""
     for name, link in links.items():
-        if not hasattr(link, "pin"):
+        if not isinstance(link, Pinnable) and not hasattr(link, "leave_attached"):
+            raise InputError(f"program {name!r}: its attachment ({link.description}) "
+                             f"cannot be pinned; run without --pin")
+    pin_all(obj.pin_targets(directory) + [
+        (link, os.path.join(directory, "links", name)) for name, link in links.items()
+        if isinstance(link, Pinnable)])
+    for name, link in links.items():
+        if not isinstance(link, Pinnable):
             report.left_attached(name, link.leave_attached())
     report.doc["pinned"] = directory
 
@@ -294,7 +293,7 @@ def _poll_until(done, deadline):
 
 def _run_command(args, stop, report, deadline):
     try:
-        child = subprocess.Popen(args.command)
+        child = subprocess.Popen(args.command, preexec_fn=_dies_with(os.getpid()))
     except OSError as e:
         print(f"pybpf run: cannot run {args.command[0]!r}: {e}", file=sys.stderr)
         return 1
@@ -308,6 +307,17 @@ def _run_command(args, stop, report, deadline):
     status = 128 - status if status < 0 else status
     report.doc["command"]["exit_status"] = status
     return status
+
+
+def _dies_with(parent):
+    """What the command's process runs before exec: SIGKILL it when run dies. Stopping
+    by a signal run can catch, run passes SIGTERM on and waits; killed itself, it
+    cannot, and the command would live on, orphaned, after the programs detached."""
+    def preexec():
+        system.set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != parent:  # run died before the call: no signal will come
+            os.kill(os.getpid(), signal.SIGKILL)
+    return preexec
 
 
 def _end(child, signum):
@@ -403,11 +413,6 @@ def _jsonable(value):
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
-
-
-def _text(err):
-    """An exception's message (a KeyError's str() would quote it)."""
-    return err.args[0] if isinstance(err, KeyError) and err.args else str(err)
 
 
 def _fail(message):

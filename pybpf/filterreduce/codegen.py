@@ -12,6 +12,7 @@ fit 32 bits go through a register.
 import itertools
 
 from .. import asm
+from ..errors import InputError
 from .expr import Bool, Compare, Const, Not, Or, Var
 
 _JUMP = {"<": "slt", "<=": "sle", ">": "sgt", ">=": "sge", "==": "eq", "!=": "ne"}
@@ -28,7 +29,7 @@ class _Gen:
 
     def __init__(self, value, temps, prefix):
         if len(temps) < 3:
-            raise ValueError("filter code needs three temporary registers")
+            raise InputError("filter code needs three temporary registers")
         self.value, self.temps, self.prefix = value, tuple(temps), prefix
         self.items = []
         self._labels = itertools.count()

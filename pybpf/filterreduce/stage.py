@@ -30,6 +30,7 @@ involved exactly, so paths through a block stop merging.
 """
 from .. import asm
 from ..asm import R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10
+from ..errors import PipelineError
 from ..kernel.constants import HelperId
 from . import codegen
 from . import layout as L
@@ -287,7 +288,7 @@ def build(flt, parser, scratch_fd, tenants_fd, stages_fd):
     Main program registers: R6 the program's context (for the tail call), R7 the
     scratch value, R8 the tenant, R9 the piece's length."""
     if parser not in PARSERS:
-        raise ValueError(f"unknown parser {parser!r}; known: {', '.join(PARSERS)}")
+        raise PipelineError(f"unknown parser {parser!r}; known: {', '.join(PARSERS)}")
     items = [
         asm.mov64(R6, R1),
         asm.call(HelperId.get_smp_processor_id), asm.stx(4, R10, R0, _CPU_KEY),

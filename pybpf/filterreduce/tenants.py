@@ -36,21 +36,24 @@ class TenantTable:
         value = L.Tenant(filter_slot=filter_slot, reduce_slot=reduce_slot,
                          start_lo=window[0], start_hi=window[1], flags=flags,
                          res=empty_counters())
-        for attempt in range(2):
-            try:
-                self.tenants.update(key, value, BPF_NOEXIST)
-                return key
-            except MapFullError:
-                if attempt or not self.reclaim():
-                    raise PipelineError(
-                        f"the pipeline's tenant table is full ({self.tenants.max_entries} "
-                        f"tenants registered and alive); unregister some") from None
-            except BPFError as e:
-                if e.errno == errno.EEXIST:
-                    raise PipelineError(f"buffer {buf:#x} of process {pid} is already "
-                                        f"registered with the pipeline") from None
-                raise
-        raise AssertionError("unreachable")
+        try:
+            self._insert(key, value)
+        except MapFullError:
+            if not self.reclaim():
+                raise PipelineError(
+                    f"the pipeline's tenant table is full ({self.tenants.max_entries} "
+                    f"tenants registered and alive); unregister some") from None
+            self._insert(key, value)
+        return key
+
+    def _insert(self, key, value):
+        try:
+            self.tenants.update(key, value, BPF_NOEXIST)
+        except BPFError as e:
+            if e.errno == errno.EEXIST:
+                raise PipelineError(f"buffer {key.buf:#x} of process {key.tgid} is already "
+                                    f"registered with the pipeline") from None
+            raise
 
     def counters(self, key):
         """The tenant's layout.Tenant as the kernel has it now (KeyError: gone)."""

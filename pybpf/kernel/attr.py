@@ -15,6 +15,7 @@ kernels ignore them as long as they are zero on input.
 import ctypes
 from ctypes import c_char, c_uint8, c_uint32, c_uint64
 
+from ..errors import InputError
 from .constants import BPF_OBJ_NAME_LEN, BPF_TAG_SIZE
 
 # __aligned_u64 is a u64 with 8-byte alignment on every ABI; c_uint64 is that on the
@@ -24,7 +25,64 @@ u32 = c_uint32
 ObjName = c_char * BPF_OBJ_NAME_LEN
 
 
-class _Attr(ctypes.Structure):
+class CheckedStructure(ctypes.Structure):
+    """A ctypes structure whose constructor refuses values its fields cannot hold.
+
+    ctypes stores an int into a field modulo the field's width, without a word:
+    max_entries=2**32+4 would reach the kernel as 4, a u32 flags=2**40 as 0, -1 as
+    0xffffffff. Every integer going into a kernel structure passes through here (the
+    constructor's keyword arguments, or check() for the few fields set afterwards), so
+    a value out of range is an InputError naming the field instead.
+    """
+
+    def __init__(self, **fields):
+        for name, value in fields.items():
+            check(type(self), name, value)
+        super().__init__(**fields)
+
+
+def check(cls, name, value):
+    """Raise InputError unless value fits field name of structure cls."""
+    kind, lo, hi, length = _ranges(cls)[name]
+    if kind == "bytes":
+        if not isinstance(value, (bytes, bytearray)) or len(value) > length:
+            raise InputError(f"{cls.__name__}.{name} takes at most {length} bytes, got "
+                             f"{value!r}")
+        return
+    values = value if kind == "array" else (value,)
+    if kind == "array" and len(values) > length:
+        raise InputError(f"{cls.__name__}.{name} holds {length} values, got {len(values)}")
+    for v in values:
+        if not isinstance(v, int):
+            raise InputError(f"{cls.__name__}.{name} takes an integer, got {v!r}")
+        if not lo <= v <= hi:
+            raise InputError(f"{cls.__name__}.{name}={v} is out of range: the kernel's "
+                             f"field holds {lo}..{hi} (ctypes would pass it on truncated)")
+
+
+_RANGES = {}
+
+
+def _ranges(cls):
+    """{field: (kind, min, max, length)} of a structure, computed once per class."""
+    found = _RANGES.get(cls)
+    if found is None:
+        found = _RANGES[cls] = {}
+        for field in cls._fields_:
+            name, ctype = field[0], field[1]
+            kind, length = "int", 1
+            if issubclass(ctype, ctypes.Array):
+                kind = "bytes" if ctype._type_ is c_char else "array"
+                length, ctype = ctype._length_, ctype._type_
+            bits = field[2] if len(field) == 3 else ctypes.sizeof(ctype) * 8
+            if kind != "bytes" and ctype(-1).value == -1:  # a signed type
+                found[name] = (kind, -(1 << (bits - 1)), (1 << (bits - 1)) - 1, length)
+            else:
+                found[name] = (kind, 0, (1 << bits) - 1, length)
+    return found
+
+
+class _Attr(CheckedStructure):
     """Base class: every struct here is an input/output buffer for the kernel."""
 
     def __repr__(self):
@@ -103,10 +161,14 @@ class InfoAttr(_Attr):
 
 
 class ProgQueryAttr(_Attr):
+    """BPF_PROG_QUERY. A tcx query (6.6+) writes ``revision`` whatever size it is told
+    the attr has, so the newer fields must be here even where unused: without them the
+    kernel would write past this structure."""
     _fields_ = [
         ("target_fd", u32), ("attach_type", u32), ("query_flags", u32),
         ("attach_flags", u32), ("prog_ids", u64), ("prog_cnt", u32),
         ("prog_attach_flags", u64),
+        ("link_ids", u64), ("link_attach_flags", u64), ("revision", u64),  # NEWER_FIELDS: 6.6
     ]
 
 
@@ -208,7 +270,9 @@ class BpfBtfInfo(_Attr):
 
 
 # Fields named after the kernel's but absent from the installed (6.1) header.
-NEWER_FIELDS = {("ProgLoadAttr", "log_true_size"), ("BtfLoadAttr", "btf_log_true_size")}
+NEWER_FIELDS = {("ProgLoadAttr", "log_true_size"), ("BtfLoadAttr", "btf_log_true_size"),
+                ("ProgQueryAttr", "link_ids"), ("ProgQueryAttr", "link_attach_flags"),
+                ("ProgQueryAttr", "revision")}
 
 # Which C struct each layout mirrors, for the layout test: anonymous members of
 # union bpf_attr are reached through a representative field name.

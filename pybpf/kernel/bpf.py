@@ -10,10 +10,11 @@ import mmap as _mmap
 import os
 import threading
 
-from ..errors import ENOTSUPP, BPFError
+from ..errors import ENOTSUPP, BPFError, InputError
 from . import attr as A
-from . import system
-from .constants import BPF_F_NUMA_NODE, BPF_F_REPLACE, BPF_OBJ_NAME_LEN, Cmd, ProgType
+from . import newer, system
+from .constants import (BPF_F_NUMA_NODE, BPF_F_REPLACE, BPF_OBJ_NAME_LEN, Cmd, MapType,
+                        ProgType)
 from .syscall import bpf, bpf_errno, bpf_failed, make_error, prebuilt_args, raw_call
 
 LOG_BUF_START = 64 * 1024
@@ -35,16 +36,64 @@ def address(buf):
     return ctypes.addressof(buf)
 
 
+# The bytes bpf_obj_name_cpy() accepts in a map or program name: '_', '.' and what the
+# kernel's isalnum() calls alphanumeric. Its ctype table (lib/ctype.c) is Latin-1, so
+# besides ASCII letters and digits it takes 0xC0-0xFF except 0xD7 and 0xF7 (but never
+# a UTF-8 continuation byte, 0x80-0xBF: any non-ASCII character of a str is refused).
+NAME_BYTES = frozenset(b"_.0123456789" + bytes(range(ord("A"), ord("Z") + 1)) +
+                       bytes(range(ord("a"), ord("z") + 1)) +
+                       bytes(b for b in range(0xC0, 0x100) if b not in (0xD7, 0xF7)))
+NAME_MAX = BPF_OBJ_NAME_LEN - 1  # the kernel wants a NUL within the 16-byte field
+
+
 def obj_name(name):
-    """Encode an object name the way the kernel accepts it (<16 bytes, [A-Za-z0-9_.])."""
-    raw = name.encode() if isinstance(name, str) else bytes(name)
-    if len(raw) >= BPF_OBJ_NAME_LEN:
-        raw = raw[:BPF_OBJ_NAME_LEN - 1]
-    bad = [chr(c) for c in raw if not (chr(c).isalnum() or chr(c) in "_.")]
-    if bad:
-        raise ValueError(f"object name {name!r} has characters the kernel refuses "
-                         f"({''.join(sorted(set(bad)))}); use letters, digits, '_' and '.'")
+    """The bytes of an object name, checked exactly as the kernel checks them.
+
+    A str is encoded as UTF-8 with surrogateescape, so a name read from an ELF file
+    (decoded that way) goes back as its own bytes. A name the kernel would refuse with
+    a bare EINVAL, or one longer than NAME_MAX bytes (which it refuses too), is an
+    InputError naming the offending byte: nothing is truncated or replaced here (the
+    object loader shortens names from ELF files, as libbpf does).
+    """
+    if isinstance(name, str):
+        try:
+            raw = name.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError as e:
+            raise InputError(f"object name {name!r} cannot be encoded: {e.reason}") from None
+    elif isinstance(name, (bytes, bytearray)):
+        raw = bytes(name)
+    else:
+        raise InputError(f"an object name is a str or bytes, not {type(name).__name__}")
+    if len(raw) > NAME_MAX:
+        raise InputError(f"object name {name!r} is {len(raw)} bytes; the kernel takes at "
+                         f"most {NAME_MAX}")
+    for at, byte in enumerate(raw):
+        if byte not in NAME_BYTES:
+            raise InputError(f"object name {name!r} has byte {byte:#04x}{_within(name, at)}, "
+                             f"which the kernel refuses; use ASCII letters, digits, '_' "
+                             f"and '.'")
     return raw
+
+
+def _within(name, at):
+    """" (in 'é', UTF-8 c3 a9)" for byte offset at of a str name's UTF-8 encoding."""
+    if not isinstance(name, str):
+        return f" at offset {at}"
+    start = 0
+    for char in name:
+        raw = char.encode("utf-8", "surrogateescape")
+        if start <= at < start + len(raw):
+            if len(raw) == 1:
+                return f" ({char!r})" if char.isprintable() else ""
+            return f" (in {char!r}, UTF-8 {raw.hex(' ')})"
+        start += len(raw)
+    return ""
+
+
+def name_text(raw):
+    """A name the kernel reports (bpf_*_info.name) as text. Latin-1, as the kernel's
+    own ctype table reads names: it never fails, and keeps every byte."""
+    return bytes(raw).decode("latin-1")
 
 
 def close(fd):
@@ -67,6 +116,43 @@ def map_create(map_type, key_size, value_size, max_entries, flags=0, name="",
     return bpf(Cmd.MAP_CREATE, attr, hints)
 
 
+# Map types whose values user space sees per CPU: round_up(value_size, 8) bytes for
+# every possible CPU (kernel/bpf/syscall.c, bpf_map_value_size()).
+PERCPU_MAP_TYPES = frozenset({MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH,
+                              MapType.PERCPU_ARRAY, MapType.PERCPU_CGROUP_STORAGE})
+# Map types that take fds on update and give u32 ids on lookup (IS_FD_MAP()).
+FD_MAP_TYPES = frozenset({MapType.PROG_ARRAY, MapType.PERF_EVENT_ARRAY,
+                          MapType.CGROUP_ARRAY, MapType.ARRAY_OF_MAPS,
+                          MapType.HASH_OF_MAPS})
+
+
+def value_buffer_size(map_type, value_size):
+    """Bytes the kernel copies in and out of a value buffer of an element command (per
+    element of a batch), for a map of map_type with the given value_size.
+
+    This, not value_size, is what a buffer must hold: a per-CPU map copies every
+    possible CPU's value (pybpf counts CPUs as the highest possible one plus 1, never
+    fewer than the kernel's num_possible_cpus()). A type newer than pybpf's constants
+    may be per-CPU, so it is sized as if it were.
+    """
+    if map_type in PERCPU_MAP_TYPES or map_type > newer.LAST_MAP_TYPE:
+        return (value_size + 7) // 8 * 8 * system.possible_cpus()
+    if map_type in FD_MAP_TYPES:
+        return 4
+    return value_size
+
+
+_MMAP_BUFFER = 1 << 20  # bytes from which element buffers come from an anonymous mmap
+
+
+def _zeroed(size):
+    """A zeroed, writable buffer of size bytes. A large one is an anonymous mmap, whose
+    pages take no memory until a copy touches them: the buffer of a data map is as large
+    as its section (hundreds of MiB for a large .bss) and rarely used, since globals
+    are read through a mapping of the map itself. Both kinds slice and export alike."""
+    return bytearray(size) if size < _MMAP_BUFFER else _mmap.mmap(-1, size)
+
+
 class ElemOps:
     """Prebuilt attr and buffers for the BPF_MAP_*_ELEM commands on one map.
 
@@ -75,13 +161,28 @@ class ElemOps:
     1.3 us of the ~2 us a lookup costs is ctypes' call and the kernel). Buffers are
     bytearrays, whose slice assignment is the cheapest copy Python has. A lock keeps
     threads from sharing the buffers mid-call (ctypes releases the GIL in syscall()).
+
+    The buffers are checked once, here, against the map as the kernel reports it: the
+    kernel copies key_size and value_buffer_size() bytes through the pointers without
+    knowing how large the buffers behind them are, so a smaller one would be a heap
+    overflow in this process (InputError instead). Batches check theirs in batch().
     """
 
     def __init__(self, fd, key_size, value_size):
+        info = obj_get_info(fd, "map")
+        self.need_key = info.key_size
+        self.need_value = value_buffer_size(info.type, info.value_size)
+        if key_size < self.need_key or value_size < self.need_value:
+            raise InputError(
+                f"map {info.id} (type {info.type}) has {self.need_key}-byte keys and "
+                f"{self.need_value}-byte values as the kernel copies them, but the "
+                f"buffers for it would be {key_size} and {value_size} bytes; give the map "
+                f"key and value types of those sizes (per-CPU values are lists)")
+        self.fd = fd
         self.key_size, self.value_size = key_size, value_size
-        self.key = bytearray(max(key_size, 1))
-        self.value = bytearray(max(value_size, 1))
-        self.next = bytearray(max(key_size, 1))
+        self.key = _zeroed(max(key_size, 1))
+        self.value = _zeroed(max(value_size, 1))
+        self.next = _zeroed(max(key_size, 1))
         # ctypes views export the bytearrays, which makes any resize (the one way a
         # slice assignment could move them under the kernel's pointer) a BufferError.
         self._views = [(ctypes.c_char * len(b)).from_buffer(b)
@@ -123,6 +224,8 @@ class ElemOps:
             return None
 
     def update(self, key, value, flags=0):
+        if flags:  # set on the prebuilt attr, past the constructor's range check
+            A.check(A.MapElemAttr, "flags", flags)
         with self.lock:
             self.value[:] = value
             self._check(_UPDATE, self._call(_UPDATE, key, self._value_addr, flags), False)
@@ -139,12 +242,44 @@ class ElemOps:
                 return bytes(self.next) if self.key_size else b""
             return None
 
+    def batch(self, cmd, in_batch, out_batch, keys, values, count, elem_flags=0):
+        """One BPF_MAP_*_BATCH call. Returns (count processed, finished).
+
+        ``finished`` is True when a lookup batch got ENOENT: the map has no more
+        entries after this batch (which may still hold some). For update and delete
+        batches ENOENT is an error (a missing key), raised with ``batch_count``, the
+        number of elements processed before it, like every other error.
+
+        Every buffer must hold what the kernel copies for count elements: keys and
+        values for each, and a resume token (a u32 bucket of a hash map, a key of
+        the others) in in_batch and out_batch.
+        """
+        token = max(self.need_key, 4)
+        for name, buf, size in (("keys", keys, count * self.need_key),
+                                ("values", values, count * self.need_value),
+                                ("in_batch", in_batch, token), ("out_batch", out_batch, token)):
+            if buf is not None and len(buf) < size:
+                raise InputError(f"a batch of {count} elements needs {size} bytes of "
+                                 f"{name}, got a {len(buf)}-byte buffer")
+        attr = A.MapBatchAttr(in_batch=address(in_batch), out_batch=address(out_batch),
+                              keys=address(keys), values=address(values), count=count,
+                              map_fd=self.fd, elem_flags=elem_flags)
+        try:
+            bpf(cmd, attr)
+        except BPFError as e:
+            if e.errno != errno.ENOENT or cmd not in _LOOKUP_BATCHES:
+                e.batch_count = attr.count
+                raise
+            return attr.count, True
+        return attr.count, False
+
 
 # Plain ints: passing an IntEnum through ctypes costs more than the syscall's own work.
 _UPDATE, _DELETE, _NEXT_KEY = (int(Cmd.MAP_UPDATE_ELEM), int(Cmd.MAP_DELETE_ELEM),
                                int(Cmd.MAP_GET_NEXT_KEY))
 _ELEM_CMDS = (int(Cmd.MAP_LOOKUP_ELEM), _UPDATE, _DELETE, _NEXT_KEY,
               int(Cmd.MAP_LOOKUP_AND_DELETE_ELEM))
+_LOOKUP_BATCHES = (Cmd.MAP_LOOKUP_BATCH, Cmd.MAP_LOOKUP_AND_DELETE_BATCH)
 
 
 def map_freeze(fd):
@@ -152,35 +287,14 @@ def map_freeze(fd):
         errno.EBUSY: "the map is mmap()ed writable; close the writable mapping first"})
 
 
-def map_batch(cmd, fd, in_batch, out_batch, keys, values, count, elem_flags=0):
-    """One BPF_MAP_*_BATCH call. Returns (count processed, finished).
-
-    ``finished`` is True when a lookup batch got ENOENT: the map has no more
-    entries after this batch (which may still hold some). For update and delete
-    batches ENOENT is an error (a missing key), raised with ``batch_count``, the
-    number of elements processed before it, like every other error.
-    """
-    attr = A.MapBatchAttr(in_batch=address(in_batch), out_batch=address(out_batch),
-                          keys=address(keys), values=address(values), count=count,
-                          map_fd=fd, elem_flags=elem_flags)
-    try:
-        bpf(cmd, attr)
-    except BPFError as e:
-        if e.errno != errno.ENOENT or cmd not in _LOOKUP_BATCHES:
-            e.batch_count = attr.count
-            raise
-        return attr.count, True
-    return attr.count, False
 
 
-_LOOKUP_BATCHES = (Cmd.MAP_LOOKUP_BATCH, Cmd.MAP_LOOKUP_AND_DELETE_BATCH)
-
-
-def mmap(fd, length, writable):
-    """mmap(2) a BPF_F_MMAPABLE map's value area (shared with the kernel)."""
+def mmap(fd, length, writable, offset=0):
+    """mmap(2) a BPF_F_MMAPABLE map's value area (shared with the kernel), or the part
+    of it from offset (a multiple of the page size) on."""
     prot = _mmap.PROT_READ | (_mmap.PROT_WRITE if writable else 0)
     try:
-        return _mmap.mmap(fd, length, _mmap.MAP_SHARED, prot)
+        return _mmap.mmap(fd, length, _mmap.MAP_SHARED, prot, offset=offset)
     except OSError as e:
         hint = ("the map is frozen or was created with BPF_F_RDONLY_PROG; map it read-only"
                 if e.errno == errno.EPERM else
@@ -203,10 +317,17 @@ def prog_load(prog_type, insns, license, name="", expected_attach_type=0, kern_v
     (6.4+) or a doubled buffer.
     """
     system.raise_memlock_rlimit()
-    if hints is None and prog_type in _TRACING_TYPES and system.has_bpf_privilege():
+    missing = _missing_capabilities(prog_type)
+    if hints is None and missing:
+        hints = {errno.EPERM: f"loading {getattr(prog_type, 'name', prog_type)} programs needs "
+                              f"{' and '.join(missing)} besides CAP_BPF (or CAP_SYS_ADMIN)"}
+    elif hints is None and prog_type in _TRACING_TYPES and system.has_bpf_privilege():
         # A privileged EPERM for these types is the kernel refusing tracing itself.
         hints = {errno.EPERM: system.tracing_refusal_hint()}
-    lic = license.encode() + b"\0"
+    try:
+        lic = license.encode() + b"\0"
+    except UnicodeEncodeError as e:
+        raise InputError(f"license {license!r} cannot be encoded: {e.reason}") from None
     attr = A.ProgLoadAttr(
         prog_type=prog_type, insn_cnt=len(insns) // 8, insns=address(insns),
         license=address(lic), kern_version=kern_version, prog_flags=prog_flags,
@@ -220,6 +341,32 @@ def prog_load(prog_type, insns, license, name="", expected_attach_type=0, kern_v
     return load_with_log(Cmd.PROG_LOAD, attr, "log_", log_level, log_size, hints)
 
 
+# Program types bpf_prog_load() refuses without CAP_NET_ADMIN or CAP_PERFMON besides
+# CAP_BPF (is_net_admin_prog_type(), is_perfmon_prog_type() in kernel/bpf/syscall.c).
+_NET_ADMIN_TYPES = frozenset({
+    ProgType.SCHED_CLS, ProgType.SCHED_ACT, ProgType.XDP, ProgType.LWT_IN, ProgType.LWT_OUT,
+    ProgType.LWT_XMIT, ProgType.LWT_SEG6LOCAL, ProgType.SK_SKB, ProgType.SK_MSG,
+    ProgType.FLOW_DISSECTOR, ProgType.CGROUP_DEVICE, ProgType.CGROUP_SOCK,
+    ProgType.CGROUP_SOCK_ADDR, ProgType.CGROUP_SOCKOPT, ProgType.CGROUP_SYSCTL,
+    ProgType.SOCK_OPS, ProgType.EXT, newer.BPF_PROG_TYPE_NETFILTER})
+_PERFMON_TYPES = frozenset({
+    ProgType.KPROBE, ProgType.TRACEPOINT, ProgType.PERF_EVENT, ProgType.RAW_TRACEPOINT,
+    ProgType.RAW_TRACEPOINT_WRITABLE, ProgType.TRACING, ProgType.LSM, ProgType.STRUCT_OPS,
+    ProgType.EXT})
+
+
+def _missing_capabilities(prog_type):
+    """The capabilities a process with CAP_BPF (and without CAP_SYS_ADMIN, which covers
+    them all) lacks for loading prog_type: the kernel's EPERM names none of them."""
+    caps = system.effective_capabilities()
+    if system.CAP_BPF not in caps or system.CAP_SYS_ADMIN in caps:
+        return []
+    return [name for cap, name, types in (
+        (system.CAP_NET_ADMIN, "CAP_NET_ADMIN", _NET_ADMIN_TYPES),
+        (system.CAP_PERFMON, "CAP_PERFMON", _PERFMON_TYPES))
+        if prog_type in types and cap not in caps]
+
+
 def _log_text(buf):
     return buf.value.decode("utf-8", "replace") if buf is not None else ""
 
@@ -227,6 +374,8 @@ def _log_text(buf):
 def prog_test_run(fd, data_in=None, data_size_out=0, ctx_in=None, ctx_size_out=0,
                   repeat=1, flags=0, cpu=0, batch_size=0):
     """BPF_PROG_TEST_RUN; returns (retval, duration_ns, data_out, ctx_out)."""
+    A.check(A.TestRunAttr, "data_size_out", data_size_out)  # before sizing buffers by them
+    A.check(A.TestRunAttr, "ctx_size_out", ctx_size_out)
     data_out = ctypes.create_string_buffer(data_size_out) if data_size_out else None
     ctx_out = ctypes.create_string_buffer(ctx_size_out) if ctx_size_out else None
     attr = A.TestRunAttr(
@@ -307,6 +456,21 @@ def unlink(path):
     os.unlink(path)
 
 
+def check_kind(fd, kind):
+    """Refuse fd unless it is an open fd of a BPF object of kind ("map", "prog" or
+    "link"): the kernel would answer BPF_OBJ_GET_INFO_BY_FD about a program in a map's
+    info structure, and its fields would read as gigabyte key and value sizes."""
+    if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
+        raise InputError(f"{fd!r} is not a file descriptor")
+    try:
+        found = object_kind(fd)
+    except FileNotFoundError:
+        raise InputError(f"fd {fd} is not open") from None
+    if found != kind:
+        what = f"a BPF {found}" if found else "not a BPF map, program or link"
+        raise InputError(f"fd {fd} is {what}, not a BPF {kind}")
+
+
 def object_kind(fd):
     """"map", "prog", "link" or None: which BPF object an fd refers to (fdinfo tells
     these three apart; a BTF fd and non-BPF fds give None)."""
@@ -347,6 +511,7 @@ def load_with_log(cmd, attr, prefix, log_level, log_size, hints):
     builds an exception.
     """
     size, level = log_size or LOG_BUF_START, log_level
+    A.check(type(attr), prefix + "size", size)  # before sizing the log buffer by it
     while True:
         log = ctypes.create_string_buffer(size) if level else None
         setattr(attr, prefix + "level", level)
@@ -393,9 +558,7 @@ def link_create(prog_fd, target_fd, attach_type, flags=0, extra=(), hints=None):
     """BPF_LINK_CREATE; ``extra`` fills the per-attach-type union as u64 words (e.g.
     (bpf_cookie,) for perf events, (target_btf_id,) for tracing). Returns the link fd."""
     attr = A.LinkCreateAttr(prog_fd=prog_fd, target_fd=target_fd, attach_type=attach_type,
-                            flags=flags)
-    for i, word in enumerate(extra):
-        attr.extra[i] = word
+                            flags=flags, extra=tuple(extra))
     return bpf(Cmd.LINK_CREATE, attr, hints)
 
 

@@ -17,6 +17,7 @@ import platform
 
 from ..errors import BPFError
 from . import syscall
+from .attr import CheckedStructure
 
 u16, u32, u64, s32 = ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int32
 
@@ -46,7 +47,7 @@ PERF_FLAG_FD_CLOEXEC = 1 << 3
 PERF_ATTR_SIZE_VER7 = 128
 
 
-class PerfEventAttr(ctypes.Structure):
+class PerfEventAttr(CheckedStructure):
     """struct perf_event_attr. The unions are named by the member BPF users set:
     ``sample_period`` (also ``sample_freq`` with ``freq=1``), ``config1`` (also
     kprobe_func / uprobe_path: a pointer to the name), ``config2`` (also

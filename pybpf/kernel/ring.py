@@ -43,7 +43,7 @@ import struct
 import threading
 import warnings
 
-from ..errors import BPFError, ClosedError
+from ..errors import BPFError, ClosedError, InputError
 from . import perf
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -73,7 +73,7 @@ class Mapping:
 
     def __init__(self, fd, length, offset=0, writable=False, what="ring", hints=None):
         if length <= 0 or length % PAGE_SIZE or offset % PAGE_SIZE:
-            raise ValueError(f"{what}: mmap length and offset must be positive multiples "
+            raise InputError(f"{what}: mmap length and offset must be positive multiples "
                              f"of the page size ({PAGE_SIZE}), got {length} at {offset}")
         prot = _mmap.PROT_READ | (_mmap.PROT_WRITE if writable else 0)
         addr = _mmap_call(None, length, prot, _mmap.MAP_SHARED, fd, offset)
@@ -228,7 +228,7 @@ def map_perf_ring(fd, data_pages):
     read-write: a writable mapping tells the kernel we publish data_tail, so it never
     overwrites unread records (it counts them as lost instead)."""
     if data_pages < 1 or data_pages & (data_pages - 1):
-        raise ValueError(f"a perf ring needs a power-of-2 number of data pages, "
+        raise InputError(f"a perf ring needs a power-of-2 number of data pages, "
                          f"got {data_pages}")
     limit = _read_int("/proc/sys/kernel/perf_event_mlock_kb")
     return Mapping(fd, (1 + data_pages) * PAGE_SIZE, 0, writable=True,

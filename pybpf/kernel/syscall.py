@@ -43,9 +43,9 @@ def syscall_numbers(machine=None):
     try:
         return SYSCALL_NUMBERS[machine]
     except KeyError:
-        raise OSError(errno.ENOSYS, f"pybpf does not know the bpf(2) syscall number for "
-                      f"the {machine!r} architecture (known: "
-                      f"{', '.join(sorted(SYSCALL_NUMBERS))})") from None
+        raise BPFError("syscall", errno.ENOSYS, f"pybpf does not know the bpf(2) syscall "
+                       f"number for the {machine!r} architecture (known: "
+                       f"{', '.join(sorted(SYSCALL_NUMBERS))})") from None
 
 
 NR_BPF, NR_PERF_EVENT_OPEN = syscall_numbers()

@@ -11,6 +11,9 @@ import os
 import platform
 import resource
 import re
+import stat
+
+from ..errors import BPFError, InputError
 
 BPF_FS_MAGIC = 0xCAFE4A11
 TRACEFS_MAGIC = 0x74726163
@@ -21,6 +24,35 @@ CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
 CAP_BPF = 39
+
+
+_FILE_KINDS = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device",
+               stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFDIR: "directory"}
+
+
+def read_regular_file(path):
+    """The bytes of the regular file at path, no more than its size says.
+
+    An object or BTF file handed to pybpf may be anything: reading /dev/zero never
+    ends, opening a FIFO blocks until someone writes. The file is opened without
+    blocking and refused (InputError) unless it is a regular file; then exactly its
+    st_size bytes are read, so a file that grows meanwhile cannot make the read
+    longer. OSError (a missing file, no permission) passes through as Python's own.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = _FILE_KINDS.get(stat.S_IFMT(st.st_mode), "special file")
+            raise InputError(f"{os.fspath(path)} is a {kind}, not a regular file; give "
+                             f"the path of a file")
+        with open(fd, "rb", closefd=False) as f:
+            return f.read(st.st_size)
+    except (MemoryError, OverflowError):
+        raise InputError(f"{os.fspath(path)} is {st.st_size} bytes, more than this "
+                         f"process can read into memory") from None
+    finally:
+        os.close(fd)
 
 
 def page_size():
@@ -149,7 +181,7 @@ def fs_type(path):
     buf = _Statfs()
     if _libc.statfs(os.fsencode(path), ctypes.byref(buf)) != 0:
         err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
+        raise BPFError("statfs", err, path)
     return buf.f_type & 0xFFFFFFFF
 
 
@@ -170,12 +202,22 @@ def check_pin_path(path):
     """
     parent = os.path.dirname(os.path.abspath(path)) or "/"
     if not os.path.isdir(parent):
-        raise ValueError(f"cannot pin at {path!r}: directory {parent!r} does not exist "
+        raise InputError(f"cannot pin at {path!r}: directory {parent!r} does not exist "
                          f"(create it inside a bpffs mount such as {BPFFS_DEFAULT})")
     if not is_bpffs(parent):
-        raise ValueError(
+        raise InputError(
             f"cannot pin at {path!r}: {parent!r} is not on a bpf filesystem; pins live in "
             f"bpffs (mount it with `mount -t bpf bpf {BPFFS_DEFAULT}` and pin below it)")
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def set_parent_death_signal(signum):
+    """prctl(PR_SET_PDEATHSIG): have the kernel send signum to this process when the
+    thread that created it exits, however it exits (a SIGKILL included)."""
+    if _libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) != 0:
+        raise BPFError("prctl(PR_SET_PDEATHSIG)", ctypes.get_errno())
 
 
 def find_tracefs():
@@ -194,7 +236,7 @@ def mount(source, target, fstype):
     os.makedirs(target, exist_ok=True)
     if _libc.mount(source.encode(), target.encode(), fstype.encode(), 0, None) != 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"mount -t {fstype} {source} {target}: {os.strerror(err)}")
+        raise BPFError(f"mount -t {fstype} {source} {target}", err)
 
 
 def fdinfo(fd):
@@ -279,13 +321,26 @@ def kallsyms_types(names):
     this is the first thing to check about a kprobe target. Module symbols count too.
     Returns None when /proc/kallsyms cannot be read.
     """
+    found = _kallsyms(names)
+    return None if found is None else {name: kind for name, (kind, _) in found.items()}
+
+
+def kallsyms_addresses(names):
+    """{name: address} of those of names that /proc/kallsyms lists (typeless __ksym
+    externs want them), {} when it cannot be read (or kptr_restrict hides them: 0)."""
+    return {name: addr for name, (_, addr) in (_kallsyms(names) or {}).items()}
+
+
+def _kallsyms(names):
+    """{name: (type letter, address)} from the first /proc/kallsyms line of each of
+    names, or None when the file cannot be read."""
     wanted, found = set(names), {}
     try:
         with open("/proc/kallsyms") as f:
             for line in f:
                 fields = line.split()
-                if len(fields) >= 3 and fields[2] in wanted:
-                    found.setdefault(fields[2], fields[1])
+                if len(fields) >= 3 and fields[2] in wanted and fields[2] not in found:
+                    found[fields[2]] = (fields[1], int(fields[0], 16))
     except OSError:
         return None
     return found

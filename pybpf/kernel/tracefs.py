@@ -21,7 +21,7 @@ import re
 import threading
 import time
 
-from ..errors import BPFError
+from ..errors import BPFError, MissingError
 from . import system
 
 MOUNT_POINT = "/sys/kernel/tracing"
@@ -61,7 +61,7 @@ def tracepoint_id(category, name):
         with open(path) as f:
             return int(f.read())
     except FileNotFoundError:
-        raise LookupError(_missing_tracepoint(category, name)) from None
+        raise MissingError(_missing_tracepoint(category, name)) from None
 
 
 def _missing_tracepoint(category, name):

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
@@ -399,24 +398,6 @@ def test_perf_event_sampling_one_cpu_with_the_ioctl(obj):
 
 
 # ---- cgroups -------------------------------------------------------------------------
-
-@pytest.fixture
-def cgroup():
-    """A fresh cgroup v2 directory (cgroup2 mounted for the test if it is not)."""
-    mount = system.mount_point("cgroup2")
-    mounted_here = None
-    if mount is None:
-        mounted_here = f"/tmp/pybpf-cgroup2-{uuid.uuid4().hex[:8]}"
-        system.mount("none", mounted_here, "cgroup2")
-        mount = mounted_here
-    path = os.path.join(mount, f"pybpf-test-{uuid.uuid4().hex[:8]}")
-    os.mkdir(path)
-    yield path
-    os.rmdir(path)
-    if mounted_here:
-        subprocess.run(["umount", mounted_here], check=True)
-        os.rmdir(mounted_here)
-
 
 def run_in_cgroup(cgroup_path, code):
     """Run python code in a child process moved into the cgroup before it starts."""

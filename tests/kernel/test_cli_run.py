@@ -9,15 +9,16 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
-from pybpf import unpin
 from pybpf.cli import main
 from pybpf.links import BpfLink, attach_raw_tracepoint, iter_links
 from pybpf.maps import Map
 from pybpf.programs import Program
 
+from test_pins import pin_race, tree, unpin_tree  # noqa: F401 (pin_race: a fixture)
 from test_tailcalls import build_counting_getpid
 
 CALLS = "import os; [os.getpid() for _ in range(100)]"
@@ -112,6 +113,35 @@ def test_sigterm_is_passed_on_to_the_command(objs):
     assert doc["seconds"] < 20
 
 
+def _alive(pid):
+    """Whether pid runs (a zombie, exited but not yet reaped by its new parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_sigkill_of_run_takes_the_command_with_it(objs):
+    """run cannot pass on a SIGKILL of its own; the kernel does (parent-death signal)."""
+    proc = start("run", objs["getpid_count"], "--", "sleep", "60")
+    line = proc.stderr.readline()
+    assert line.startswith("pybpf run: started sleep (pid "), line
+    child = int(line.split("(pid ")[1].rstrip(")\n"))
+    try:
+        proc.kill()
+        proc.wait(timeout=30)  # not communicate(): an orphaned command keeps the pipes open
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child), "the command outlived the killed run"
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
 def test_duration_stops_a_longer_command(objs):
     out = pybpf("run", objs["getpid_count"], "--duration", "0.3", "--json", "--", "sleep", "30")
     assert out.returncode == 128 + signal.SIGTERM
@@ -147,13 +177,53 @@ def test_pin_keeps_programs_attached_after_the_command(objs, bpffs):
             os.getpid()
             assert calls[os.getpid()] > before  # still counting, with pybpf run gone
         again = pybpf("run", objs["getpid_count"], "--pin", bpffs, "--duration", "0")
-        assert again.returncode == 1 and "exist already" in again.stderr
+        assert again.returncode == 1 and "already pinned" in again.stderr
     finally:
-        for root, dirs, files in os.walk(bpffs, topdown=False):
-            for name in files:
-                unpin(os.path.join(root, name))
-            for name in dirs:
-                os.rmdir(os.path.join(root, name))
+        unpin_tree(bpffs)
+
+
+def test_a_run_losing_a_pin_race_removes_only_its_own_pins(objs, bpffs, pin_race, capsys):
+    """Another process pins our link's path between our check and our pin (forced
+    here, so it happens every time): we fail, and take back our pins but not theirs."""
+    theirs = os.path.join(bpffs, "links", "count_getpid")
+    rival = pin_race(theirs)
+    try:
+        assert main(["run", objs["getpid_count"], "--pin", bpffs, "--duration", "0"]) == 1
+        assert "EEXIST" in capsys.readouterr().err
+        assert tree(bpffs) == ["links", "links/count_getpid"]
+        with Map.from_pin(theirs) as m:
+            assert m.id == rival.id
+    finally:
+        unpin_tree(bpffs)
+
+
+RACE_ROUNDS = int(os.environ.get("PYBPF_PIN_RACE_ROUNDS", "6"))
+
+
+def test_two_runs_racing_to_pin_one_directory_never_both_claim_it(objs, bpffs):
+    """Whoever says "pinned" keeps every pin it made: a loser's rollback removes only its
+    own pins (it used to remove the winner's by path: exit 0, nothing pinned)."""
+    names = ["count_getpid", "links/count_getpid", "maps/calls", "maps/bss"]
+    for _ in range(RACE_ROUNDS):
+        procs = [subprocess.Popen([sys.executable, "-m", "pybpf", "run", objs["getpid_count"],
+                                   "--pin", bpffs, "--duration", "0", "--json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=ENV) for _ in range(2)]
+        results = [(p.wait(timeout=60), p.stdout.read(), p.stderr.read()) for p in procs]
+        for p in procs:
+            p.stdout.close()
+            p.stderr.close()
+        try:
+            winners = [json.loads(out)["programs"][0]["id"] for rc, out, _ in results if rc == 0]
+            assert len(winners) <= 1, results
+            for prog_id in winners:
+                for name in names:
+                    assert os.path.lexists(os.path.join(bpffs, name)), (name, results)
+                with Program.from_pin(os.path.join(bpffs, "count_getpid")) as prog:
+                    assert prog.id == prog_id
+            assert all(rc in (0, 1) for rc, _, _ in results), results
+        finally:
+            unpin_tree(bpffs)
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -169,6 +239,17 @@ def test_run_errors(objs, argv, message):
     out = pybpf("run", *[a.format(**objs) for a in argv])
     assert out.returncode == 1
     assert message in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("duration", ["nan", "inf", "-1", "x"])
+def test_run_refuses_a_duration_that_never_ends(objs, duration):
+    out = pybpf("run", objs["getpid_count"], "--duration", duration, timeout=30)
+    assert out.returncode == 2 and "--duration" in out.stderr, out.stderr
+
+
+def test_link_detach_of_a_path_outside_bpffs_says_so(capsys, tmp_path):
+    assert main(["link", "detach", str(tmp_path)]) == 1
+    assert "not on a bpf filesystem" in capsys.readouterr().err
 
 
 def test_link_detach_of_a_link_the_kernel_cannot_detach(objs, capsys):

@@ -96,6 +96,51 @@ def test_eperm_without_privileges_names_the_fix(drop):
     assert result["hint"] in result["text"]
 
 
+def _setpriv(*caps):
+    """setpriv arguments for uid nobody holding exactly caps ("bpf", "perfmon", ...)."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("util-linux setpriv is not installed")
+    wanted = ",".join(["-all"] + [f"+{c}" for c in caps])
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+            f"--inh-caps={wanted}", f"--ambient-caps={wanted}"]
+
+
+_LOAD = """
+import json, sys
+from pybpf import BPFError, Program, asm
+try:
+    Program.load(sys.argv[1], [asm.mov64(asm.R0, 0), asm.exit()]).close()
+    print(json.dumps({"loaded": True}))
+except BPFError as e:
+    print(json.dumps({"errno": e.errno, "hint": e.hint}))
+"""
+
+
+@pytest.mark.parametrize("ptype, missing", [("tracepoint", "CAP_PERFMON"),
+                                             ("kprobe", "CAP_PERFMON"),
+                                             ("xdp", "CAP_NET_ADMIN"),
+                                             ("sched_cls", "CAP_NET_ADMIN")])
+def test_eperm_with_cap_bpf_alone_names_the_missing_capability(ptype, missing):
+    out = subprocess.run([*_setpriv("bpf"), sys.executable, "-c", _LOAD, ptype],
+                         capture_output=True, text=True, timeout=30, cwd="/",
+                         env=dict(os.environ, PYTHONPATH=REPO))
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result.get("errno") == errno.EPERM, result
+    assert missing in (result["hint"] or ""), result
+
+
+def test_probe_without_privileges_names_the_capability():
+    """Every load is refused: the helper table is empty (it used to be "max() arg is
+    an empty sequence"), and the text says what is missing."""
+    out = subprocess.run([*_setpriv(), sys.executable, "-m", "pybpf", "probe"],
+                         capture_output=True, text=True, timeout=300, cwd="/",
+                         env=dict(os.environ, PYTHONPATH=REPO))
+    assert out.returncode == 0, out.stderr
+    assert "not running with CAP_BPF or CAP_SYS_ADMIN" in out.stdout
+    assert "no program type loaded" in out.stdout
+
+
 # ---- exceptions across processes -------------------------------------------------
 
 def _roundtrip(err):
@@ -205,7 +250,7 @@ def test_bad_map_arguments_refused_before_syscall(no_syscalls):
         assert known in str(exc.value)
     with pytest.raises(ValueError, match="unknown map type 9999"):
         Map.create(9999, key="I", value="I", max_entries=1)
-    with pytest.raises(ValueError, match="characters the kernel refuses"):
+    with pytest.raises(ValueError, match="which the kernel refuses"):
         Map.create("hash", key="I", value="I", max_entries=1, name="my-map")
     with pytest.raises(ValueError, match="max_entries"):
         Map.create("hash", key="I", value="I", max_entries=0)
@@ -223,7 +268,7 @@ def test_bad_program_arguments_refused_before_syscall(no_syscalls):
         Program.load("xdp_program", ok)
     for known in ("xdp", "socket_filter", "sched_cls", "tracepoint"):
         assert known in str(exc.value)
-    with pytest.raises(ValueError, match="characters the kernel refuses"):
+    with pytest.raises(ValueError, match="which the kernel refuses"):
         Program.load("xdp", ok, name="my prog")
     with pytest.raises(ValueError, match="non-empty"):
         Program.load("xdp", b"")
@@ -231,6 +276,36 @@ def test_bad_program_arguments_refused_before_syscall(no_syscalls):
         Program.load("xdp", b"\x95" + bytes(8))
     with pytest.raises(ValueError, match="attach type"):
         Program.load("xdp", ok, expected_attach_type="nowhere")
+
+
+# ctypes would store these modulo the field's width: the kernel would see 4, 0, ...
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_entries": 2**32 + 4}, r"MapCreateAttr\.max_entries=4294967300 is out of range"),
+    ({"flags": 2**40}, r"MapCreateAttr\.map_flags=1099511627776 is out of range"),
+    ({"value": None, "value_size": 2**32 + 8}, r"MapCreateAttr\.value_size=\d+ is out of"),
+    ({"key": None, "key_size": 2**33}, r"MapCreateAttr\.key_size=\d+ is out of range"),
+    ({"flags": -1}, r"flags must be at least 0, got -1"),
+    ({"numa_node": -1}, r"numa_node must be at least 0, got -1"),
+])
+def test_integers_too_large_for_the_kernels_fields_are_refused(no_syscalls, kwargs, message):
+    args = {"key": "I", "value": "I", "max_entries": 4}
+    args.update(kwargs)
+    with pytest.raises(pybpf.InputError, match=message):
+        Map.create("hash", **args)
+
+
+def test_element_flags_and_log_sizes_are_range_checked(hash_u32_u64, no_syscalls):
+    with pytest.raises(pybpf.InputError, match=r"MapElemAttr\.flags"):
+        hash_u32_u64.update(1, 2, flags=2**64 + 1)
+    with pytest.raises(pybpf.InputError, match=r"ProgLoadAttr\.log_size"):
+        Program.load("xdp", [asm.mov64(asm.R0, 2), asm.exit()], log_level=1, log_size=2**33)
+
+
+def test_test_run_output_sizes_are_checked_before_buffers_are_made():
+    with Program.load("socket_filter", [asm.mov64(asm.R0, 0), asm.exit()]) as prog:
+        for size in (-1, 2**32):
+            with pytest.raises(pybpf.InputError, match="data_size_out"):
+                prog.test_run(b"\0" * 64, data_out_size=size)
 
 
 def test_unpin_outside_bpffs_refused(tmp_path):

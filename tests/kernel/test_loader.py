@@ -147,6 +147,16 @@ def test_failed_load_releases_everything(build):
     assert obj.maps == {} and obj.programs == {}
 
 
+def test_open_refuses_what_is_neither_a_path_nor_bytes_and_leaves_fds_alone(build):
+    fd = os.open(build("legacy"), os.O_RDONLY)
+    try:
+        with pytest.raises(pybpf.InputError, match="a path or the object's bytes, not int"):
+            BpfObject.open(fd)
+        os.fstat(fd)  # still open: it is the caller's
+    finally:
+        os.close(fd)
+
+
 def test_unknown_section_is_named(build):
     with pytest.raises(UnknownSectionError, match="'bogus/name'"):
         BpfObject.open(build("bogus"))

@@ -6,12 +6,14 @@ opened inside the namespaces, and reads what the programs counted. The namespace
 removed whatever happens, and the module checks that nothing is left behind.
 """
 import contextlib
+import ctypes
 import errno
 import json
 import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -20,14 +22,19 @@ pyroute2 = pytest.importorskip("pyroute2", reason="network tests need pyroute2 "
                                                   "(pip install pybpf[net])")
 from pyroute2 import netns as pnetns  # noqa: E402
 
+import pybpf  # noqa: E402
 from pybpf import netattach  # noqa: E402
 from pybpf.cli import main  # noqa: E402
 from pybpf.errors import BPFError  # noqa: E402
-from pybpf.kernel.constants import LinkType  # noqa: E402
+from pybpf.kernel import attr  # noqa: E402
+from pybpf.kernel import bpf as kbpf  # noqa: E402
+from pybpf.kernel import newer, system  # noqa: E402
+from pybpf.kernel.constants import Cmd, LinkType  # noqa: E402
+from pybpf.kernel.syscall import bpf  # noqa: E402
 from pybpf.links import BpfLink  # noqa: E402
 from pybpf.loader import BpfObject  # noqa: E402
+from pybpf.programs import Program  # noqa: E402
 
-PROGS = os.path.join(os.path.dirname(__file__), "..", "progs", "run")
 PREFIX = f"pybpf-{uuid.uuid4().hex[:6]}"
 ADDR_A, ADDR_B = "10.201.7.1", "10.201.7.2"
 PASS_PORT, DROP_PORT = 40001, 40002
@@ -106,17 +113,8 @@ def send(tx, port, count):
 
 
 @pytest.fixture(scope="module")
-def build(clang, tmp_path_factory):
-    out = tmp_path_factory.mktemp("netattach")
-
-    def compile_(name):
-        obj = out / f"{name}.o"
-        if not obj.exists():
-            subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-c",
-                            os.path.join(PROGS, f"{name}.bpf.c"), "-o", str(obj),
-                            f"-I/usr/include/{os.uname().machine}-linux-gnu"], check=True)
-        return str(obj)
-    return compile_
+def build(run_object):
+    return run_object
 
 
 def loaded(path, **variables):
@@ -211,16 +209,37 @@ def _qdisc_kinds(ns, ifname):
         return {q.get_attr("TCA_KIND") for q in ipr.get_qdiscs(index) if q["index"] == index}
 
 
-def test_tc_ingress_and_egress_count_then_detach(netpair, tc_obj):
+def _tcx_prog_ids(ns, ifname, direction):
+    with inside(ns):
+        ifindex = socket.if_nametoindex(ifname)
+        attach_type = {"ingress": newer.BPF_TCX_INGRESS, "egress": newer.BPF_TCX_EGRESS}
+        return kbpf.prog_query(ifindex, attach_type[direction])[1]
+
+
+needs_tcx = pytest.mark.skipif(system.kernel_version() < newer.TCX_KERNEL,
+                               reason="tcx links need Linux 6.6+")
+
+
+@pytest.mark.parametrize("via", [pytest.param("link", marks=needs_tcx), "netlink"])
+def test_tc_ingress_and_egress_count_then_detach(netpair, tc_obj, via):
     a, b = netpair
     with udp_sockets(netpair, PASS_PORT) as (tx, rx):
         warm_up(tx, rx)
-        ingress = netattach.attach_tc(tc_obj.programs["count_ingress"], "vb", "ingress", netns=b)
+        ingress = netattach.attach_tc(tc_obj.programs["count_ingress"], "vb", "ingress",
+                                      netns=b, via=via)
         # egress on va: A's packets to B leave through it
-        egress = netattach.attach_tc(tc_obj.programs["count_egress"], "va", "egress", netns=a)
+        egress = netattach.attach_tc(tc_obj.programs["count_egress"], "va", "egress", netns=a,
+                                     via=via)
         with ingress, egress:
-            assert "clsact" in _qdisc_kinds(b, "vb")
-            assert ingress.priority == 1 and isinstance(ingress, netattach.TcLink)
+            if via == "netlink":
+                assert "clsact" in _qdisc_kinds(b, "vb")
+                assert ingress.priority == 1 and isinstance(ingress, netattach.TcLink)
+            else:
+                assert isinstance(ingress, netattach.TcxLink)
+                assert ingress.info().details == {"ifindex": ingress.ifindex,
+                                                  "attach_type": "tcx_ingress"}
+                assert _tcx_prog_ids(b, "vb", "ingress") == [ingress.program.id]
+                assert _tcx_prog_ids(a, "va", "egress") == [egress.program.id]
             send(tx, PASS_PORT, 12)
             assert received(rx) == 12
             assert tc_obj.variables["ingress_packets"] == 12
@@ -231,12 +250,44 @@ def test_tc_ingress_and_egress_count_then_detach(netpair, tc_obj):
     assert tc_obj.variables["egress_packets"] == 12
     # pybpf added the clsact qdiscs, and took them away with its last filter.
     assert "clsact" not in _qdisc_kinds(b, "vb") and "clsact" not in _qdisc_kinds(a, "va")
+    if via == "link":
+        assert _tcx_prog_ids(b, "vb", "ingress") == _tcx_prog_ids(a, "va", "egress") == []
+
+
+@needs_tcx
+def test_a_tcx_query_writes_only_inside_the_query_attr(netpair, tc_obj):
+    """bpf_mprog_query() writes query.revision (offset 56) whatever attr size it is
+    told: the structure must reach that far, or the kernel writes past it."""
+    with netattach.attach_tc(tc_obj.programs["count_ingress"], "vb", netns=netpair[1]) as link:
+        size = ctypes.sizeof(attr.ProgQueryAttr)
+        buf = (ctypes.c_uint8 * (size + 64))(*([0xAA] * (size + 64)))
+        query = attr.ProgQueryAttr.from_buffer(buf)
+        ctypes.memset(buf, 0, size)
+        query.target_fd, query.attach_type = link.ifindex, newer.BPF_TCX_INGRESS
+        with inside(netpair[1]):
+            bpf(Cmd.PROG_QUERY, query)
+        assert query.prog_cnt == 1 and query.revision > 0
+        assert bytes(buf[size:]) == b"\xaa" * 64
+
+
+@needs_tcx
+def test_tcx_is_the_default_where_the_kernel_has_it_and_refuses_a_priority(netpair, tc_obj):
+    prog = tc_obj.programs["count_ingress"]
+    with netattach.attach_tc(prog, "vb", netns=netpair[1]) as link:
+        assert isinstance(link, netattach.TcxLink) and link.description.startswith("tcx")
+        assert "clsact" not in _qdisc_kinds(netpair[1], "vb")
+    with netattach.attach_tc(prog, "vb", netns=netpair[1], priority=3) as link:
+        assert isinstance(link, netattach.TcLink) and link.priority == 3
+    with pytest.raises(pybpf.InputError, match="priority orders netlink filters"):
+        netattach.attach_tc(prog, "vb", netns=netpair[1], priority=3, via="link")
 
 
 def test_tc_on_both_hooks_of_one_device_keeps_qdisc_until_last(netpair, tc_obj):
     b = netpair[1]
-    first = netattach.attach_tc(tc_obj.programs["count_ingress"], "vb", "ingress", netns=b)
-    with netattach.attach_tc(tc_obj.programs["count_egress"], "vb", "egress", netns=b):
+    first = netattach.attach_tc(tc_obj.programs["count_ingress"], "vb", "ingress", netns=b,
+                                via="netlink")
+    with netattach.attach_tc(tc_obj.programs["count_egress"], "vb", "egress", netns=b,
+                             via="netlink"):
         first.close()
         assert "clsact" in _qdisc_kinds(b, "vb")  # the egress filter still uses it
     assert "clsact" not in _qdisc_kinds(b, "vb")
@@ -249,11 +300,12 @@ def test_tc_leaves_a_clsact_it_did_not_create_and_takes_free_priority(netpair, t
         ipr.tc("add", "clsact", index)
     try:
         prog = tc_obj.programs["count_ingress"]
-        with netattach.attach_tc(prog, "vb", netns=b) as first:
-            with netattach.attach_tc(prog, "vb", netns=b) as second:
+        with netattach.attach_tc(prog, "vb", netns=b, via="netlink") as first:
+            with netattach.attach_tc(prog, "vb", netns=b, via="netlink") as second:
                 assert (first.priority, second.priority) == (1, 2)
-            with pytest.raises(FileExistsError, match="priority 1"):
+            with pytest.raises(BPFError, match="priority 1") as exc:
                 netattach.attach_tc(prog, "vb", netns=b, priority=1)
+            assert exc.value.errno == errno.EEXIST
         assert "clsact" in _qdisc_kinds(b, "vb")
     finally:
         with pyroute2.IPRoute(netns=b) as ipr:
@@ -286,6 +338,7 @@ def test_wrong_program_type_is_refused(xdp_obj, tc_obj):
 UNPRIVILEGED = r"""
 import os, sys
 import pyroute2  # before giving up root: it lives where nobody may not read
+import pybpf
 from pybpf import netattach
 from pybpf.loader import BpfObject
 obj = BpfObject.open(sys.argv[1]).load()
@@ -295,29 +348,29 @@ try:
     link = getattr(netattach, sys.argv[3])(prog, "lo", **eval(sys.argv[4]))
     print("attached", link)
     link.close()
-except OSError as e:
+except pybpf.BPFError as e:
     print(type(e).__name__, e.errno, str(e).replace("\n", " "))
 """
 
 
 # A BPF link needs no capability once the program is loaded: the program fd is the
-# permission (kernel 6.18 lets uid nobody attach an XDP link). Netlink, which tc and
-# older kernels' XDP go through, wants CAP_NET_ADMIN.
+# permission (kernel 6.18 lets uid nobody attach an XDP or a tcx link). Netlink, which
+# tc filters and older kernels' XDP go through, wants CAP_NET_ADMIN.
 @pytest.mark.parametrize("obj,prog,func,kwargs", [
     ("xdp_count", "xdp_filter", "attach_xdp", {"via": "netlink"}),
-    ("tc_count", "count_ingress", "attach_tc", {})])
+    ("tc_count", "count_ingress", "attach_tc", {"via": "netlink"})])
 def test_missing_privileges_are_explained(build, obj, prog, func, kwargs):
     out = subprocess.run([sys.executable, "-c", UNPRIVILEGED, build(obj), prog, func,
                           repr(kwargs)], capture_output=True, text=True, check=True,
                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
-    assert out.stdout.startswith("PermissionError 1 "), out.stdout + out.stderr
+    assert out.stdout.startswith("BPFError 1 "), out.stdout + out.stderr
     assert "needs CAP_NET_ADMIN" in out.stdout, out.stdout
 
 
 def test_missing_pyroute2_names_the_extra(tc_obj, xdp_obj, netpair, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyroute2", None)  # import now fails
     with pytest.raises(ImportError, match=r"pip install pybpf\[net\]"):
-        netattach.attach_tc(tc_obj.programs["count_ingress"], "lo")
+        netattach.attach_tc(tc_obj.programs["count_ingress"], "lo", via="netlink")
     # XDP links need no netlink, so no pyroute2.
     with netattach.attach_xdp(xdp_obj.programs["xdp_filter"], "vb", netns=netpair[1]) as link:
         assert link.info().type == LinkType.XDP
@@ -380,5 +433,63 @@ def test_failed_tc_attach_removes_the_qdisc_it_added(netpair, build):
         prog = obj.load().programs["count_ingress"]
         prog.close()
         with pytest.raises(ValueError, match="closed"):
-            netattach.attach_tc(prog, "vb", netns=b)
+            netattach.attach_tc(prog, "vb", netns=b, via="netlink")
     assert "clsact" not in _qdisc_kinds(b, "vb")
+
+
+# ---- processes killed with their programs attached -----------------------------------
+
+def _prog_ids_held_by(pid):
+    """Ids of the BPF programs process pid holds fds of (fdinfo prog_id lines)."""
+    ids = set()
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+            ids |= {int(line.split()[1]) for line in f if line.startswith("prog_id:")}
+    return ids
+
+
+def _gone(prog_ids, within=10.0):
+    """Whether every program of prog_ids is unloaded within the time (the kernel frees
+    them after an RCU grace period, not at once)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        left = set()
+        for prog_id in prog_ids:
+            try:
+                Program.from_id(prog_id).close()
+                left.add(prog_id)
+            except pybpf.BPFError:
+                pass
+        if not left:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@needs_tcx
+def test_sigkill_of_run_with_tc_programs_leaves_nothing_attached(netpair, build):
+    """SIGKILL leaves no chance to clean up: with tcx links the kernel detaches the
+    programs when the process's fds go (netlink filters stayed, with the qdisc and the
+    programs)."""
+    b = netpair[1]
+    run = subprocess.Popen([sys.executable, "-c", IN_NETNS, b, "run", build("tc_count"),
+                            "--iface", "vb"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True,
+                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    try:
+        attached = [run.stderr.readline() for _ in range(2)]
+        assert all("(tc): tc" in line for line in attached), attached
+        held = _prog_ids_held_by(run.pid)
+        assert len(held) == 2, held
+        run.kill()
+        run.wait(timeout=30)
+        assert _tcx_prog_ids(b, "vb", "ingress") == []
+        assert "clsact" not in _qdisc_kinds(b, "vb")
+        assert _gone(held), f"programs {sorted(held)} are still loaded"
+    finally:
+        run.kill()
+        run.wait(timeout=30)
+        run.stderr.close()
+        if "clsact" in _qdisc_kinds(b, "vb"):  # what the netlink way leaves behind
+            with pyroute2.IPRoute(netns=b) as ipr:
+                ipr.tc("del", "clsact", ipr.link_lookup(ifname="vb")[0])

@@ -333,10 +333,14 @@ def _coverage_problems(cls, c_fields):
 
 def _size_problems(cls, c_size, header_end):
     size = ctypes.sizeof(cls)
+    newer_end = max([getattr(cls, n).offset + getattr(cls, n).size for n, *_ in cls._fields_
+                     if (cls.__name__, n) in attr.NEWER_FIELDS], default=0)
     if c_size is not None:
-        # A named member or struct: C's sizeof is the truth, the kernel copies
-        # exactly that many bytes of an info struct.
-        return [] if size == c_size else [f"sizeof: ctypes {size}, header {c_size}"]
+        # A named member or struct: C's sizeof is the truth (the kernel copies exactly
+        # that many bytes of an info struct), extended only by fields newer than it.
+        expected = _round_up(max(c_size, newer_end), ctypes.alignment(cls))
+        return [] if size == expected else [f"sizeof: ctypes {size}, expected {expected} "
+                                            f"(header {c_size})"]
     # An anonymous member of union bpf_attr has no sizeof in C. The kernel reads any
     # attr size and treats the bytes we do not pass as zero, so the only hard rule is
     # to reach the end of the header's last field (so output fields the kernel writes
@@ -346,8 +350,6 @@ def _size_problems(cls, c_size, header_end):
     # struct of u32s, like BPF_PROG_ATTACH's, is 4-aligned) nor "exactly the end of
     # the last field" (ctypes pads a u64-aligned struct ending in a u32) would hold.
     # Newer fields only extend the struct, so they count towards the end.
-    newer_end = max([getattr(cls, n).offset + getattr(cls, n).size for n, *_ in cls._fields_
-                     if (cls.__name__, n) in attr.NEWER_FIELDS], default=0)
     expected = _round_up(max(header_end, newer_end), ctypes.alignment(cls))
     if size != expected:
         return [f"sizeof: ctypes {size}, expected {expected} (header fields end at "

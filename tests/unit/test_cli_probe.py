@@ -100,6 +100,15 @@ def test_text_warns_when_unprivileged():
     assert "warning: not running with CAP_BPF" in format_text(fake_result(privileged=False))
 
 
+def test_text_of_a_probe_where_nothing_loads():
+    """Unprivileged, every program type is refused, so no helper was probed."""
+    report = fake_result(privileged=False)
+    report.result.helpers = HelperMatrix({}, {"kprobe": "the type does not load"},
+                                         ["bpf_strtol"], [], {})
+    text = format_text(report)
+    assert "no program type loaded, so no helper could be probed" in " ".join(text.split())
+
+
 # ---- system.py readers on fake files ------------------------------------------------
 
 def test_file_lists_symbol_by_column(tmp_path):
