@@ -1,19 +1,74 @@
-"""Loading the scripts in tools/ as modules, for tests that drive them in-process.
+"""Driving the scripts in tools/ from tests: loading them as modules, and running the
+VM tier (tools/vm-run) to judge a guest's pytest run from its junit report.
 
 tools/ is not a package (its scripts run as ``python tools/x.py``), so tests import
 them by path. pytest puts tests/ on sys.path for conftest.py; ``import toolbox`` works
 from any test module below it.
 """
+import importlib.machinery
 import importlib.util
+import json
 import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
 
 TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+VM_RUN = os.path.join(TOOLS, "vm-run")
 
 
 def load_tool(name):
-    """tools/<name>.py as a fresh module."""
+    """tools/<name>.py, or the script tools/<name> (no .py), as a fresh module."""
     path = os.path.join(TOOLS, f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"pybpf_tool_{name}", path)
+    if not os.path.exists(path):
+        path = os.path.join(TOOLS, name)
+    module_name = f"pybpf_tool_{name.replace('-', '_')}"
+    spec = importlib.util.spec_from_file_location(
+        module_name, path, loader=importlib.machinery.SourceFileLoader(module_name, path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def tail(text, lines=60):
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def junit_totals(path):
+    """(tests, failures, errors, skipped) summed over the report's test suites."""
+    root = ET.parse(path).getroot()
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    return tuple(sum(int(s.get(key, 0)) for s in suites)
+                 for key in ("tests", "failures", "errors", "skipped"))
+
+
+def assert_vm_tests_pass(results, limit, record_property, capsys, vm_args=()):
+    """Run tools/vm-run (with options vm_args) for a test of the VM tier: results in
+    the directory results, a wall-time limit of limit seconds. Fails when the tier
+    cannot run (the test set-up installs it: a skip would hide a broken set-up), when
+    vm-run exits non-zero, or unless the guest's junit report has more than 0 tests run
+    and none failed. Records and prints the VM's wall time, pass or fail."""
+    check = subprocess.run([sys.executable, VM_RUN, "--check", *vm_args],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if check.returncode != 0:
+        pytest.fail(f"the VM tier is not installed; run the test set-up: bash "
+                    f"tools/run-tests (it runs tools/vm-setup)\n{check.stderr.strip()}")
+    run = subprocess.run(
+        [sys.executable, VM_RUN, "--results", str(results), "--timeout", str(limit),
+         *vm_args, "--", "-v"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=limit + 60)
+    with open(os.path.join(results, "timing.json")) as f:
+        timing = json.load(f)
+    record_property("vm_wall_time_s", timing["total_s"])
+    with capsys.disabled():
+        print(f"\nVM tier: {timing['release']}, wall time {timing['total_s']} s "
+              f"(boot {timing['boot_s']} s), guest exit status {timing['exit_status']}")
+    assert run.returncode == 0, f"tools/vm-run exited {run.returncode}:\n{tail(run.stdout)}"
+    junit = os.path.join(results, "junit.xml")
+    assert os.path.exists(junit), f"the guest wrote no junit report:\n{tail(run.stdout)}"
+    tests, failures, errors, skipped = junit_totals(junit)
+    assert (failures, errors) == (0, 0), tail(run.stdout)
+    assert tests - skipped > 0, f"no test ran in the VM:\n{tail(run.stdout)}"
