@@ -93,6 +93,7 @@ enum iter_type___fr {
 struct iov_iter {
 	__u8 iter_type;
 	__u64 iov_offset;
+	__u64 count;
 	void *ubuf;
 	const struct iovec *__iov;
 } __attribute__((preserve_access_index));
@@ -422,9 +423,16 @@ int fr_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 
 /* The user buffer a copy to iter goes to, keyed as the tenant registered it: the
  * start of the read()'s buffer (ITER_UBUF) or of the current segment (ITER_IOVEC).
- * Returns 0 for an iterator that does not point into user memory. */
-static __always_inline __u64 fr_iter_base(struct iov_iter *iter, __u64 *at)
+ * Returns 0 for an iterator that does not point into user memory. *bytes is clamped
+ * to what the iterator has room for: that is what _copy_to_iter copies, and callers
+ * such as 6.1's shmem_file_read_iter() pass the rest of the page however small the
+ * read. */
+static __always_inline __u64 fr_iter_base(struct iov_iter *iter, __u64 *at, __u64 *bytes)
 {
+	__u64 room = BPF_CORE_READ(iter, count);
+
+	if (*bytes > room)
+		*bytes = room;
 	__u8 type = BPF_CORE_READ(iter, iter_type);
 	__u64 offset = BPF_CORE_READ(iter, iov_offset);
 	__u64 base;
@@ -455,7 +463,7 @@ int fr_copy_to_iter(struct pt_regs *ctx)
 	struct fr_tenant *t;
 	struct fr_key key;
 
-	base = fr_iter_base(iter, &at);
+	base = fr_iter_base(iter, &at, &bytes);
 	if (!base || !bytes)
 		return 0;
 	t = fr_tenant_of(base, &key);
@@ -466,7 +474,24 @@ int fr_copy_to_iter(struct pt_regs *ctx)
 
 /* ---- backend "copyout": kprobe on copyout(to, from, n), a patched kernel --------
  * (kernel-config/). _copy_to_iter arms the thread with the user range it copies to;
- * copyout, called inside it, processes the kernel buffer and may skip the copy. */
+ * copyout, called inside it, processes the kernel buffer, and a second program on
+ * copyout skips the copy for tenants that asked for it. A program that calls
+ * bpf_override_return may not take part in tail calls (the kernel refuses it any
+ * program array), hence two programs. Several kprobes on one function run newest
+ * first and stop at the first that overrides, so fr_copyout_skip is attached before
+ * fr_copyout; were the order ever otherwise, the overridden bytes would go unparsed
+ * and the result's completeness check would say so. */
+
+/* The armed range a copyout(to, n) of this thread falls in, or NULL. */
+static __always_inline struct fr_inflight *fr_armed_for(__u64 to, __u64 n)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct fr_inflight *armed = bpf_map_lookup_elem(&fr_inflight, &id);
+
+	if (!armed || !n || to < armed->lo || to + n > armed->hi)
+		return NULL;
+	return armed;
+}
 
 SEC("kprobe/_copy_to_iter")
 int fr_copyout_arm(struct pt_regs *ctx)
@@ -476,7 +501,7 @@ int fr_copyout_arm(struct pt_regs *ctx)
 	struct fr_inflight armed = {};
 	__u64 id;
 
-	base = fr_iter_base(iter, &at);
+	base = fr_iter_base(iter, &at, &bytes);
 	if (!base || !bytes)
 		return 0;
 	if (!fr_tenant_of(base, &armed.key))
@@ -493,21 +518,33 @@ SEC("kprobe/copyout")
 int fr_copyout(struct pt_regs *ctx)
 {
 	__u64 to = PT_REGS_PARM1(ctx), from = PT_REGS_PARM2(ctx), n = PT_REGS_PARM3(ctx);
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fr_inflight *armed = bpf_map_lookup_elem(&fr_inflight, &id);
+	struct fr_inflight *armed = fr_armed_for(to, n);
 	struct fr_tenant *t;
 	struct fr_key key;
 
-	if (!armed || to < armed->lo || to + n > armed->hi || !n)
+	if (!armed)
 		return 0;
 	key = armed->key;
 	t = bpf_map_lookup_elem(&fr_tenants, &key);
 	if (!t)
 		return 0;
-	if (t->flags & FR_FLAG_OVERRIDE) {
-		/* copyout returns the bytes it did not copy: 0 is "all copied". */
-		bpf_override_return(ctx, 0);
-		__sync_fetch_and_add(&t->res.overridden, 1);
-	}
 	return fr_begin(ctx, t, &key, from, n, 0);
+}
+
+SEC("kprobe/copyout")
+int fr_copyout_skip(struct pt_regs *ctx)
+{
+	__u64 to = PT_REGS_PARM1(ctx), n = PT_REGS_PARM3(ctx);
+	struct fr_inflight *armed = fr_armed_for(to, n);
+	struct fr_tenant *t;
+
+	if (!armed)
+		return 0;
+	t = bpf_map_lookup_elem(&fr_tenants, &armed->key);
+	if (!t || !(t->flags & FR_FLAG_OVERRIDE))
+		return 0;
+	/* copyout returns the bytes it did not copy: 0 is "all copied". */
+	bpf_override_return(ctx, 0);
+	__sync_fetch_and_add(&t->res.overridden, 1);
+	return 0;
 }

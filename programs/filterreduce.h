@@ -141,6 +141,11 @@ struct fr_info {
 	__u32 prog_type;        /* BPF_PROG_TYPE_* of every stage */
 	__u32 piece;            /* FR_PIECE */
 	__u32 default_filter_slot; /* the filter given when the pipeline was pinned */
+	__u32 flags;            /* FR_INFO_* */
+	__u32 pad;
 };
+
+/* fr_info.flags */
+#define FR_INFO_CAN_SKIP 1      /* the copyout backend's skip program is attached */
 
 #endif /* PYBPF_FILTERREDUCE_H */

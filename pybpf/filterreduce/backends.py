@@ -62,6 +62,7 @@ class Verdict:
 class Backend:
     name = ""
     code = 0                      # layout.BACKEND_*
+    can_skip = False              # can tenants skip the copy (FR_FLAG_OVERRIDE)
     prog_type = ProgType.TRACEPOINT
     dispatchers = ()              # programs of the shipped object this backend runs
     stage_suffix = "tp"           # which flavour of fr_feed_*/fr_reduce_* it needs
@@ -89,6 +90,10 @@ class Backend:
 
     def _verdict(self, facts, missing):
         return Verdict(self.name, not missing, missing)
+
+    def for_kernel(self, verdict):
+        """The backend with what this kernel can do of it (see CopyoutBackend)."""
+        return self
 
     def __repr__(self):
         return f"<backend {self.name}>"
@@ -188,8 +193,21 @@ class CopyToIterBackend(_KprobeBackend):
 
 class CopyoutBackend(_KprobeBackend):
     name, code = "copyout", L.BACKEND_COPYOUT
-    kprobes = (("fr_copyout_arm", "_copy_to_iter"), ("fr_copyout", "copyout"))
     absent_hint = f": stock kernels inline copyout; {KERNEL_CONFIG_HINT}"
+
+    def __init__(self, can_skip=True):
+        self.can_skip = can_skip
+
+    @property
+    def kprobes(self):
+        # fr_copyout_skip before fr_copyout: kprobes on one function run newest first
+        # (programs/filterreduce.bpf.c says why the order matters). Without the
+        # override the skip program would not even load.
+        skip = (("fr_copyout_skip", "copyout"),) if self.can_skip else ()
+        return (("fr_copyout_arm", "_copy_to_iter"),) + skip + (("fr_copyout", "copyout"),)
+
+    def for_kernel(self, verdict):
+        return self if verdict.can_override else CopyoutBackend(can_skip=False)
 
     def _verdict(self, facts, missing):
         override, note = override_verdict(facts)
@@ -216,6 +234,15 @@ def override_verdict(facts):
 
 
 BACKENDS = {b.name: b for b in (CopyoutBackend(), CopyToIterBackend(), SyscallBackend())}
+
+
+def by_code(code, can_skip):
+    """The backend a pinned pipeline's fr_info names (layout.BACKEND_*)."""
+    for b in BACKENDS.values():
+        if b.code == code:
+            return CopyoutBackend(can_skip) if b.name == "copyout" else b
+    raise PipelineError(f"the pinned pipeline names backend {code}, which this pybpf "
+                        f"does not know")
 
 
 def get(name):
@@ -250,7 +277,7 @@ def choose(name="auto", override=False, facts=None):
                                 f"({facts.release}): {'; '.join(v.missing)}{hint}")
         if override and not v.can_override:
             raise PipelineError(_no_override(name, v))
-        return backend, f"{name} (asked for)"
+        return backend.for_kernel(v), f"{name} (asked for)"
     found = verdicts(facts)
     for name in ORDER:
         v = found[name]
@@ -258,7 +285,7 @@ def choose(name="auto", override=False, facts=None):
             others = [f"{n}: {'; '.join(found[n].missing)}" for n in ORDER[:ORDER.index(name)]]
             why = f"{name}, the best this kernel supports" + (
                 f" (not {'; not '.join(others)})" if others else "")
-            return BACKENDS[name], why
+            return BACKENDS[name].for_kernel(v), why
     if override:
         raise PipelineError(_no_override("any", found["copyout"]))
     raise PipelineError(f"no filter-reduce backend works on this kernel ({facts.release}): "

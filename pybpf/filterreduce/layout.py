@@ -30,6 +30,8 @@ BACKEND_SYSCALL = 1
 BACKEND_COPY_TO_ITER = 2
 BACKEND_COPYOUT = 3
 
+INFO_CAN_SKIP = 1
+
 SLOT_KIND_FILTER = 1
 SLOT_KIND_REDUCE = 2
 
@@ -81,7 +83,7 @@ class Slot(ctypes.Structure):
 
 class Info(ctypes.Structure):
     _fields_ = [("magic", u32), ("version", u32), ("backend", u32), ("prog_type", u32),
-                ("piece", u32), ("default_filter_slot", u32)]
+                ("piece", u32), ("default_filter_slot", u32), ("flags", u32), ("pad", u32)]
 
 
 def offset(struct, path):

@@ -72,7 +72,8 @@ class Pipeline:
                                                 description=desc.encode())
             maps["fr_info"][0] = L.Info(magic=L.MAGIC, version=L.VERSION,
                                         backend=chosen.code, prog_type=chosen.prog_type,
-                                        piece=L.PIECE)
+                                        piece=L.PIECE,
+                                        flags=L.INFO_CAN_SKIP if chosen.can_skip else 0)
             links = chosen.attach(obj.programs)
         except BaseException:
             for m in maps.values():
@@ -104,7 +105,7 @@ class Pipeline:
             for m in maps.values():
                 m.close()
             raise
-        backend = next(b for b in backends.BACKENDS.values() if b.code == info.backend)
+        backend = backends.by_code(info.backend, bool(info.flags & L.INFO_CAN_SKIP))
         return cls(backend, maps, pinned=directory)
 
     # -- stages -------------------------------------------------------------------

@@ -76,6 +76,11 @@ class FilterReduce:
             self.why = f"{pipeline.backend.name} (the pipeline pinned at {pipeline.pinned})"
         self.pipeline = pipeline
         self.chunk = chunk
+        if override and not pipeline.backend.can_skip:
+            self.close()
+            raise PipelineError(f"override: the pipeline's {pipeline.backend.name} backend "
+                                f"cannot skip copies (the copyout backend on a kernel with "
+                                f"bpf_override_return can; see kernel-config/)")
         if chunk > MAX_EVENT_BYTES and pipeline.backend.name == "syscall":
             self.close()
             raise PipelineError(f"chunk must be at most {MAX_EVENT_BYTES} bytes on the "
@@ -192,7 +197,8 @@ class Tenant:
                 f"follows; so do readv() calls with several buffers)")
         res = R.from_counters(raw, backend=r.backend, parser=r.parser,
                               filter=str(r.filter) if r.filter else None, extra_bytes=1,
-                              extra_events=1, seconds=seconds, file=file)
+                              extra_events=1, extra_overridden=1 if r.override else 0,
+                              seconds=seconds, file=file)
         if expected_bytes is not None and res.bytes != expected_bytes:
             raise PipelineError(
                 f"the pipeline saw {res.bytes} of the {expected_bytes} bytes read: the "

@@ -84,16 +84,17 @@ class Result:
 
 
 def from_counters(raw, *, backend, parser, filter, extra_bytes=0, extra_events=0,
-                  seconds=0.0, file=None):
-    """A Result from the kernel's counters (a layout.Result), less the bytes and
-    events the pipeline itself added (the end-of-data separator)."""
+                  extra_overridden=0, seconds=0.0, file=None):
+    """A Result from the kernel's counters (a layout.Result), less the bytes, events
+    and skipped copies the pipeline itself added (the end-of-data separator)."""
     total = (raw.sum_hi << 64) + raw.sum_lo
     kept = raw.kept
     return Result(backend=backend, parser=parser, filter=filter,
                   bytes=raw.bytes - extra_bytes, numbers_seen=raw.seen,
                   numbers_kept=kept, numbers_out_of_range=raw.out_of_range, sum=total,
                   min=raw.min if kept else None, max=raw.max if kept else None,
-                  events=raw.events - extra_events, overridden=raw.overridden,
+                  events=raw.events - extra_events,
+                  overridden=raw.overridden - extra_overridden,
                   seconds=seconds, file=file)
 
 
