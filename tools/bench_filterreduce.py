@@ -38,17 +38,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from pybpf.filterreduce import FilterReduce, reference, sample, verdicts  # noqa: E402
+from pybpf.kernel import system  # noqa: E402
 
 FILTER = "x >= 500000"
 THRESHOLD = 500000
 C_SOURCE = os.path.join(ROOT, "tools", "bench", "fr_cloop.c")
-GEN_VERSION = 1  # bump when sample.generate changes what it writes
+GEN_VERSION = 2  # bump when sample.generate changes what it writes
 THESIS = ("thesis (2021, kernel 5.x, copyout kprobe with bpf_strtol): the eBPF "
           "filter-reduce took about 3x the time of user space, up to 5x at filter "
           "factor 100 %; bpf_override_return saved about 20 % of a read's latency")
 
 
-def data_file(cache, size_mb, factor):
+def data_file(cache, size_mb, factor, into=None):
+    """The data file for (size, filter factor), generated once into cache; with into
+    (a directory, e.g. a tmpfs), a copy there (a VM reads the host's cache over 9p)."""
     name = f"v{GEN_VERSION}-{size_mb}MB-ff{factor}-{FILTER.replace(' ', '')}.txt"
     path = os.path.join(cache, name)
     if not os.path.exists(path):
@@ -57,7 +60,14 @@ def data_file(cache, size_mb, factor):
         sample.generate(tmp, size_mb << 20, filter=FILTER, filter_factor=factor / 100,
                         negatives=0.0, seed=size_mb * 1000 + factor)
         os.rename(tmp, path)
-    return path
+    if into is None:
+        return path
+    copy = os.path.join(into, name)
+    if not os.path.exists(copy):
+        for old in os.listdir(into):       # one file at a time: a VM has little memory
+            os.unlink(os.path.join(into, old))
+        shutil.copyfile(path, copy)
+    return copy
 
 
 def build_cloop(out):
@@ -118,8 +128,10 @@ def measure(args):
         variants += [("copyout", p, True) for p in args.parsers]
     cache = os.path.expanduser(args.cache)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        cloop = build_cloop(tmp)
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as build:
+        cloop = build_cloop(build)
+        if args.tmpfs:
+            system.mount("tmpfs", tmp, "tmpfs")
         readers = {}
         try:
             for backend, parser, override in variants:
@@ -128,7 +140,7 @@ def measure(args):
                     override=override)
             for size in args.sizes:
                 for factor in args.factors:
-                    path = data_file(cache, size, factor)
+                    path = data_file(cache, size, factor, tmp if args.tmpfs else None)
                     want = reference.read_file(path, FILTER)
                     row = {"size_mb": size, "filter_factor": factor,
                            "numbers": want.numbers_seen, "kept": want.numbers_kept}
@@ -163,6 +175,8 @@ def measure(args):
         finally:
             for fr in readers.values():
                 fr.close()
+            if args.tmpfs:
+                subprocess.run(["umount", tmp], check=True)
     return {"machine": machine(), "date": datetime.date.today().isoformat(),
             "filter": FILTER, "chunk": args.chunk, "runs": args.runs, "rows": rows,
             "thesis": THESIS}
@@ -253,6 +267,9 @@ def parse_args(argv):
                    help="sizes (MB) at which the whole command is timed too")
     p.add_argument("--cache", default=os.environ.get("PYBPF_BENCH_CACHE",
                                                      "~/.cache/pybpf/bench-filterreduce"))
+    p.add_argument("--tmpfs", action="store_true",
+                   help="read each file from a tmpfs copy (in a VM: files on the host's "
+                        "9p share do not go through the page cache the same way)")
     p.add_argument("--json", help="write the results as JSON to this file")
     p.add_argument("--markdown", help="write the tables as Markdown to this file")
     return p.parse_args(argv)

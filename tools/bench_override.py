@@ -4,8 +4,9 @@ reliably the copies are skipped, for single reads of 4 to 160 MB (the thesis's
 Figures 6.5 and 6.6, where the override grew unreliable and was given up beyond
 80 MB).
 
-For each size, a file on a fresh tmpfs is read with one read() into one buffer
-(filled with a marker first) in four ways, each --runs times:
+For each size, a file (tools/bench_filterreduce.py's, filter factor 50 %, copied to
+a fresh tmpfs) is read with one read() into one buffer (filled with a marker first)
+in four ways, each --runs times:
 
 - plain: no pipeline attached;
 - copyout: the pipeline parses, filters and reduces, and the copy happens;
@@ -35,8 +36,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
-from bench_filterreduce import FILTER, build_cloop, c_loop  # noqa: E402
-from pybpf.filterreduce import FilterReduce, sample, verdicts  # noqa: E402
+from bench_filterreduce import FILTER, build_cloop, c_loop, data_file  # noqa: E402
+from pybpf.filterreduce import FilterReduce, verdicts  # noqa: E402
 from pybpf.kernel import system  # noqa: E402
 
 MARKER = 0xA5
@@ -68,7 +69,8 @@ def measure(args):
                        "copy_to_iter": FilterReduce(FILTER, backend="copy_to_iter")}
             try:
                 for size in args.sizes:
-                    rows.append(_size_row(mnt, size << 20, readers, args.runs, cloop))
+                    path = data_file(os.path.expanduser(args.cache), size, 50, mnt)
+                    rows.append(_size_row(path, size << 20, readers, args.runs, cloop))
                     print(_row_text(rows[-1]), flush=True)
             finally:
                 for fr in readers.values():
@@ -84,9 +86,7 @@ def _agrees(res, want):
                                                    "sum", "min", "max"))
 
 
-def _size_row(mnt, size, readers, runs, cloop):
-    path = os.path.join(mnt, f"n{size}.txt")
-    sample.generate(path, size, filter=FILTER, filter_factor=0.5, seed=size)
+def _size_row(path, size, readers, runs, cloop):
     want = c_loop(cloop, path, 1 << 20, 1)[2]
     buf = bytearray(size)
     row = {"size_mb": size >> 20, "reads": {}}
@@ -153,6 +153,9 @@ def parse_args(argv):
     p.add_argument("--sizes", type=lambda t: [int(x) for x in t.split(",")],
                    default=[4, 16, 32, 64, 80, 96, 128, 160], help="MB, comma-separated")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--cache", default=os.environ.get("PYBPF_BENCH_CACHE",
+                                                     "~/.cache/pybpf/bench-filterreduce"),
+                   help="where bench_filterreduce.py keeps its data files")
     p.add_argument("--json")
     p.add_argument("--markdown")
     return p.parse_args(argv)
