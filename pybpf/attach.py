@@ -47,7 +47,8 @@ import weakref
 from . import elf
 from .errors import ENOTSUPP, BPFError, InputError, UnsupportedError
 from .kernel import bpf as kbpf
-from .kernel import perf, system, tracefs
+from .kernel import cpus, kallsyms, mounts, perf, procs, release, security, sysctl, tracefs
+from .kernel.pmu import PMU_DIR, pmu_format, pmu_type
 from .kernel.constants import BPF_F_ALLOW_MULTI, AttachType, ProgType
 from .links import BpfLink, Link, attach_raw_tracepoint
 from .sections import SectionDef, parse
@@ -298,17 +299,17 @@ def _probe_pmu(kind, retprobe):
     """(PMU type, config bits) for a probe of kind through its perf PMU, which
     _choose_legacy has found present."""
     if not retprobe:
-        return system.pmu_type(kind), 0
-    fmt = system.pmu_format(kind, "retprobe")
+        return pmu_type(kind), 0
+    fmt = pmu_format(kind, "retprobe")
     if fmt is None or fmt[0] != "config":
         raise AttachError(f"this kernel's {kind} PMU does not say how to ask for a return "
-                          f"probe ({system.PMU_DIR}/{kind}/format/retprobe); use legacy=True")
-    return system.pmu_type(kind), 1 << fmt[1]
+                          f"probe ({PMU_DIR}/{kind}/format/retprobe); use legacy=True")
+    return pmu_type(kind), 1 << fmt[1]
 
 
 def _choose_legacy(kind, legacy, needs_tracefs, why):
     """True to use tracefs, False for the PMU; AttachError when neither can work."""
-    has_pmu = system.pmu_type(kind) is not None
+    has_pmu = pmu_type(kind) is not None
     if legacy is False and needs_tracefs:
         raise AttachError(f"{why} is possible only through tracefs {kind}_events, "
                           f"but legacy=False forbids that")
@@ -318,13 +319,13 @@ def _choose_legacy(kind, legacy, needs_tracefs, why):
             raise AttachError(
                 "this kernel has no kprobes (built without CONFIG_KPROBES or "
                 "CONFIG_KPROBE_EVENTS): neither the kprobe PMU "
-                f"({system.PMU_DIR}/kprobe) nor tracefs kprobe_events exists; use a "
+                f"({PMU_DIR}/kprobe) nor tracefs kprobe_events exists; use a "
                 "tracepoint, a raw tracepoint or fentry instead")
         raise AttachError(f"this kernel has no {kind}s through tracefs "
                           f"(CONFIG_{kind.upper()}_EVENTS)" +
                           ("" if has_pmu else " nor the uprobe PMU"))
     if legacy is False and not has_pmu:
-        raise AttachError(f"this kernel has no {kind} PMU ({system.PMU_DIR}/{kind}, "
+        raise AttachError(f"this kernel has no {kind} PMU ({PMU_DIR}/{kind}, "
                           f"4.17+); attach with legacy=None to use tracefs")
     return bool(use_tracefs)
 
@@ -399,35 +400,22 @@ def _check_kernel_function(function):
     /proc/kallsyms and the kprobe blacklist (when debugfs is mounted) say."""
     if ":" in function:  # MODULE:SYMBOL is the kernel's to resolve
         return
-    types = system.kallsyms_types([function])
+    types = kallsyms.kallsyms_types([function])
     if types is None:
         return  # cannot tell: the kernel will
     if function not in types:
-        near = _kallsyms_near(function)
+        near = kallsyms.functions_like(function)
         raise AttachError(
             f"no kernel function {function!r} in /proc/kallsyms: it does not exist in "
-            f"this kernel ({system.kernel_release()}) or the compiler inlined it"
+            f"this kernel ({release.kernel_release()}) or the compiler inlined it"
             + (f"; similar: {', '.join(near)}" if near else ""))
     if types[function] not in "tTwW":
         raise AttachError(f"{function!r} is a kernel data symbol (kallsyms type "
                           f"{types[function]!r}), not a function: kprobes go on code")
-    if system.kprobe_blacklisted(function):
+    if kallsyms.kprobe_blacklisted(function):
         raise AttachError(f"{function!r} is on the kernel's kprobe blacklist (debugfs "
                           f"kprobes/blacklist): the kernel cannot probe it safely; probe "
                           f"a caller or a callee instead")
-
-
-def _kallsyms_near(function, limit=5):
-    near = set()
-    try:
-        with open("/proc/kallsyms") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) >= 3 and function in fields[2] and fields[1] in "tT":
-                    near.add(fields[2])
-    except OSError:
-        return []
-    return sorted(near, key=len)[:limit]
 
 
 # ---- uprobes --------------------------------------------------------------------------------
@@ -445,7 +433,7 @@ def resolve_binary(binary, pid=None):
                               f"regular file)")
         return os.path.realpath(binary)
     for maps_pid in ([pid] if pid is not None else []) + ["self"]:
-        for path in _mapped_files(maps_pid):
+        for path in procs.mapped_files(maps_pid):
             if _library_matches(os.path.basename(path), binary):
                 return path
     found = shutil.which(binary)
@@ -466,20 +454,6 @@ def resolve_binary(binary, pid=None):
 def _library_matches(base, name):
     stem = name[3:] if name.startswith("lib") else name
     return base == name or base.startswith(f"lib{stem}.so") or base.startswith(f"{name}.so")
-
-
-def _mapped_files(pid):
-    try:
-        with open(f"/proc/{pid}/maps") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return []
-    paths = []
-    for line in lines:
-        fields = line.split(None, 5)
-        if len(fields) == 6 and fields[5].startswith("/") and fields[5] not in paths:
-            paths.append(fields[5])
-    return paths
 
 
 def function_offset(path, symbol):
@@ -551,7 +525,7 @@ def attach_uprobe(program, binary, symbol=None, offset=0, *, retprobe=False, pid
                               cookie=cookie, use_link=use_link)
     pmu, config = _probe_pmu("uprobe", retprobe)
     if ref_ctr_offset:
-        fmt = system.pmu_format("uprobe", "ref_ctr_offset")
+        fmt = pmu_format("uprobe", "ref_ctr_offset")
         if fmt is None or fmt[0] != "config":
             raise AttachError("this kernel's uprobe PMU has no ref_ctr_offset (4.20+)")
         config |= ref_ctr_offset << fmt[1]
@@ -572,7 +546,7 @@ def attach_uretprobe(program, binary, symbol=None, offset=0, *, pid=None, cookie
 def _check_pid(pid):
     if not isinstance(pid, int) or pid <= 0:
         raise AttachError(f"pid must be a positive process id, got {pid!r}")
-    if not os.path.exists(f"/proc/{pid}"):
+    if not procs.process_exists(pid):
         raise AttachError(f"there is no process {pid}")
 
 
@@ -613,7 +587,7 @@ def attach_perf_event(program, *, sample_period=None, sample_freq=None,
     rate = sample_period if sample_freq is None else sample_freq
     if not isinstance(rate, int) or rate <= 0:
         raise AttachError(f"sample_period/sample_freq must be a positive int, got {rate!r}")
-    limit = system.read_sysctl("kernel.perf_event_max_sample_rate")
+    limit = sysctl.read_sysctl("kernel.perf_event_max_sample_rate")
     if sample_freq is not None and limit and sample_freq > limit:
         raise AttachError(f"sample_freq={sample_freq} is above "
                           f"kernel.perf_event_max_sample_rate={limit}")
@@ -621,7 +595,7 @@ def attach_perf_event(program, *, sample_period=None, sample_freq=None,
         _check_pid(pid)
         targets = [(pid, -1 if cpu is None else cpu)]
     else:
-        targets = [(-1, c) for c in ([cpu] if cpu is not None else system.online_cpus())]
+        targets = [(-1, c) for c in ([cpu] if cpu is not None else cpus.online_cpus())]
     hints = {
         errno.ENOENT: f"this machine has no perf event type={event_type} config={config} "
                       f"(virtual machines often lack hardware counters: use the "
@@ -663,8 +637,8 @@ def attach_tracing(program, attach_type=None, *, cookie=None):
     program was loaded with (BPF_RAW_TRACEPOINT_OPEN), which cannot carry a cookie."""
     _check_type(program, _TRACING_TYPES, "fentry/fexit/fmod_ret/lsm hooks",
                 "fentry/FUNCTION")
-    hints = {errno.EPERM: system.tracing_refusal_hint(),
-             errno.EACCES: system.tracing_refusal_hint(),
+    hints = {errno.EPERM: security.tracing_refusal_hint(),
+             errno.EACCES: security.tracing_refusal_hint(),
              ENOTSUPP: "this kernel cannot attach BPF trampolines here (needs x86_64 or "
                        "arm64 with CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS)",
              errno.EBUSY: "another program of this kind already replaces the function "
@@ -708,7 +682,7 @@ _CGROUP_DEFAULT = {ProgType.CGROUP_SOCK: A.CGROUP_INET_SOCK_CREATE,
                    ProgType.SOCK_OPS: A.CGROUP_SOCK_OPS,
                    ProgType.CGROUP_DEVICE: A.CGROUP_DEVICE,
                    ProgType.CGROUP_SYSCTL: A.CGROUP_SYSCTL}
-CGROUP1_SUPER_MAGIC = 0x27E0EB
+CGROUP1_SUPER_MAGIC = mounts.CGROUP1_SUPER_MAGIC
 
 
 def attach_cgroup(program, cgroup, attach_type=None, *, use_link=None):
@@ -779,10 +753,10 @@ def _open_cgroup(cgroup):
     except NotADirectoryError:
         raise AttachError(f"cgroup {path!r} is not a directory") from None
     try:
-        fstype = system.fs_type(path)
+        fstype = mounts.fs_type(path)
     except OSError:
         fstype = None
-    if fstype != system.CGROUP2_SUPER_MAGIC:
+    if fstype != mounts.CGROUP2_SUPER_MAGIC:
         os.close(fd)
         what = "a cgroup v1 hierarchy" if fstype == CGROUP1_SUPER_MAGIC else \
             "not on a cgroup filesystem"
@@ -792,7 +766,7 @@ def _open_cgroup(cgroup):
 
 
 def _cgroup2_mount():
-    where = system.mount_point("cgroup2")
+    where = mounts.mount_point("cgroup2")
     return f"mounted at {where}" if where else \
         "not mounted here: `mount -t cgroup2 none /sys/fs/cgroup/unified`"
 

@@ -30,7 +30,7 @@ from functools import cached_property
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from .errors import InputError
-from .kernel import system
+from .kernel import files
 
 # ---------------------------------------------------------------------------
 # Constants. They come from the System V gABI / glibc <elf.h> and, for the BPF
@@ -282,7 +282,7 @@ class ElfFile:
     def from_path(cls, path) -> "ElfFile":
         """Read and parse a file (OSError when it cannot be read, InputError when it is
         not a regular file, ElfError when bad)."""
-        return cls(system.read_regular_file(path))
+        return cls(files.read_regular_file(path))
 
     def __repr__(self) -> str:
         return (f"<ElfFile type={self.elf_type} machine={self.machine} {self.byteorder}-endian"

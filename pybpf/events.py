@@ -42,7 +42,7 @@ from . import codec as _codec
 from .errors import BPFError, ClosedError, Error, InputError, UnsupportedError
 from .kernel import bpf as kbpf
 from .kernel import ring as kring
-from .kernel import system
+from .kernel.cpus import online_cpus, possible_cpus
 from .kernel.constants import (BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT,
                                BPF_RINGBUF_HDR_SZ, PERF_RECORD_LOST, PERF_RECORD_SAMPLE,
                                MapType)
@@ -440,13 +440,13 @@ class PerfBuffer(_Reader):
             self.decode = _decoder(record_type)
             self.lost = 0
             self.lost_by_cpu = {}
-            cpus = system.online_cpus() if cpus is None else sorted(set(cpus))
+            cpus = online_cpus() if cpus is None else sorted(set(cpus))
             too_big = [c for c in cpus if c >= map.max_entries]
             if too_big:
                 raise InputError(f"the perf event array has {map.max_entries} slots but "
                                  f"CPU {too_big[0]} needs slot {too_big[0]}: create it "
                                  f"with max_entries >= the number of possible CPUs "
-                                 f"({system.possible_cpus()})")
+                                 f"({possible_cpus()})")
             for cpu in cpus:
                 self._open_cpu(cpu, pages, wakeup_events, wakeup_bytes)
         except BaseException:

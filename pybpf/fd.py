@@ -11,7 +11,7 @@ import warnings
 from . import args
 from .errors import ClosedError, InputError
 from .kernel import bpf as kbpf
-from .kernel import system
+from .kernel import mounts
 
 
 class FdObject:
@@ -93,7 +93,7 @@ def open_pinned(path, kind, file_flags=0):
     noun = _NOUNS[kind]
     path = args.path(path, "a pin path")
     if os.path.lexists(path):
-        if not system.is_bpffs(path):
+        if not mounts.is_bpffs(path):
             raise InputError(f"{path} is not on a bpf filesystem, so it is not a pin")
         if os.path.isdir(path):
             raise InputError(f"{path} is a directory in bpffs, not a pinned {noun}")
@@ -151,10 +151,10 @@ def _missing_dirs(directory):
         directory = os.path.dirname(directory)
     if not os.path.isdir(directory):
         raise InputError(f"cannot pin below {directory!r}: it is not a directory")
-    if not system.is_bpffs(directory):
+    if not mounts.is_bpffs(directory):
         raise InputError(f"cannot pin below {directory!r}: it is not on a bpf filesystem; "
                          f"pins live in bpffs (mount it with `mount -t bpf bpf "
-                         f"{system.BPFFS_DEFAULT}` and pin below it)")
+                         f"{mounts.BPFFS_DEFAULT}` and pin below it)")
     return missing[::-1]
 
 
@@ -178,6 +178,6 @@ def unpin(path):
     A missing pin in a bpffs directory is FileNotFoundError, not "not on bpffs"."""
     path = args.path(path, "a pin path")
     where = path if os.path.lexists(path) else os.path.dirname(os.path.abspath(path))
-    if not system.is_bpffs(where):
+    if not mounts.is_bpffs(where):
         raise InputError(f"{path!r} is not on a bpf filesystem: not a pin")
     kbpf.unlink(path)

@@ -20,7 +20,7 @@ from typing import List, NamedTuple, Optional, Tuple, Union
 from . import asm
 from .errors import BPFError, InputError
 from .kernel import bpf as kbpf
-from .kernel import newer, system
+from .kernel import files, newer, sysctl
 from .kernel.constants import BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, Cmd, MapType
 from .fd import open_pinned
 from .maps import KeyedMap, Map
@@ -154,7 +154,7 @@ def boot_time_to_datetime(ns_since_boot):
 def _memlock(obj):
     """Bytes the object charges to memory accounting, as /proc/self/fdinfo reports."""
     try:
-        return int(system.fdinfo(obj.fd).get("memlock", 0))
+        return int(files.fdinfo(obj.fd).get("memlock", 0))
     except ValueError:
         return 0
 
@@ -189,7 +189,7 @@ def stats_enabled():
     A process holding a BPF_ENABLE_STATS fd also turns counting on without changing
     the sysctl, so non-zero counters are the other sign of it.
     """
-    return system.read_sysctl("kernel.bpf_stats_enabled") == 1
+    return sysctl.read_sysctl("kernel.bpf_stats_enabled") == 1
 
 
 class XlatedInsn(NamedTuple):

@@ -32,7 +32,7 @@ from .fd import pin_all
 from .variables import Variables, fill_kconfig, write_image
 from .errors import BPFError, ClosedError, InputError, MissingError, VerifierError
 from .kernel import bpf as kbpf
-from .kernel import system
+from .kernel import btffiles, cpus, kallsyms, release
 from .kernel.constants import (BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS, BPF_PSEUDO_BTF_ID,
                                BPF_PSEUDO_FUNC, BPF_PSEUDO_KFUNC_CALL, BPF_PSEUDO_MAP_FD,
                                BPF_PSEUDO_MAP_VALUE, MapType, ProgType)
@@ -155,7 +155,7 @@ class BpfObject:
                 self.kernel_btf = src
             elif src is not None:
                 self.kernel_btf = Btf.load(src)
-            elif os.path.exists(system.VMLINUX_BTF):
+            elif os.path.exists(btffiles.VMLINUX_BTF):
                 self.kernel_btf = Btf.vmlinux()
             else:
                 raise O.ObjectError(
@@ -380,7 +380,7 @@ class BpfObject:
             attach_btf_id, expected_attach_type = self._struct_ops_target(pspec)
         kern_version = self.spec.kern_version
         if kern_version is None and sd.prog_type == ProgType.KPROBE:
-            kern_version = system.kernel_version_code()
+            kern_version = release.kernel_version_code()
         func_info = line_info = None
         if self.btf is not None and self.spec.btf_ext is not None:
             func_info, line_info = self._btf_ext_for(layout)
@@ -499,7 +499,7 @@ class BpfObject:
                 raise O.ObjectError(f"extern {kind} {ext.name!r} (.ksyms) is not in the "
                                     f"kernel's BTF; declare it __weak to make it optional")
         if typeless:
-            found = system.kallsyms_addresses(e.name for e in typeless)
+            found = kallsyms.kallsyms_addresses(e.name for e in typeless)
             for ext in typeless:
                 addr = found.get(ext.name)
                 self._ksyms[ext.name] = ("addr", addr) if addr else None
@@ -630,13 +630,13 @@ def _max_entries(mspec):
     array without a size gets one slot per possible CPU."""
     n = mspec.max_entries
     if mspec.type in (MapType.RINGBUF, MapType.USER_RINGBUF) and n:
-        page = system.page_size()
+        page = cpus.page_size()
         pages = 1
         while pages * page < n:
             pages *= 2
         return pages * page
     if mspec.type == MapType.PERF_EVENT_ARRAY and not n:
-        return system.possible_cpus()
+        return cpus.possible_cpus()
     return n
 
 

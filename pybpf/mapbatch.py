@@ -8,7 +8,7 @@ import errno
 
 from . import args
 from .errors import ENOTSUPP, BPFError, InputError, MissingError
-from .kernel import system
+from .kernel import release
 from .kernel.constants import BPF_ANY, BPF_EXIST, BPF_NOEXIST, Cmd
 
 # Bytes of keys and values one batch syscall may read: a few MiB keep the syscalls few
@@ -134,4 +134,4 @@ def batch_unsupported(err):
     """The kernel lacks batch ops (before 5.6: EINVAL) or this map type has none."""
     if err.errno in (ENOTSUPP, errno.EOPNOTSUPP):
         return True
-    return err.errno == errno.EINVAL and system.kernel_version() < (5, 6)
+    return err.errno == errno.EINVAL and release.kernel_version() < (5, 6)

@@ -16,11 +16,11 @@ from .errors import BPFError, EmptyError, InputError, MapFullError, MissingError
 from .fd import FdObject, Pinnable, open_pinned
 from .mapbatch import EXIST_FLAGS, Batches
 from .kernel import bpf as kbpf
-from .kernel import system
+from .kernel import cpus, files
 from .kernel.constants import (BPF_ANY, BPF_EXIST, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC,
                                BPF_F_RDONLY, BPF_NOEXIST, Cmd, MapType)
 
-_PAGE = system.page_size()
+_PAGE = cpus.page_size()
 
 
 def map_type_of(value):
@@ -68,7 +68,7 @@ def _map_info(fd):
         mtype = MapType(i.type)
     except ValueError:  # a type newer than our constants: keep the number
         mtype = i.type
-    frozen = system.fdinfo(fd).get("frozen") == "1"
+    frozen = files.fdinfo(fd).get("frozen") == "1"
     return MapInfo(mtype, i.id, kbpf.name_text(i.name), i.key_size, i.value_size, i.max_entries,
                    i.map_flags, i.btf_id, i.btf_key_type_id, i.btf_value_type_id,
                    i.map_extra, i.ifindex, frozen)
@@ -89,7 +89,7 @@ class Map(Pinnable):
         self._key = _codec.make_codec(key, key_size, "key") if key_size else None
         self._value = _codec.make_codec(value, value_size, "value")
         if map_type in kbpf.PERCPU_MAP_TYPES:
-            self._value = _codec.PerCpuCodec(self._value, system.possible_cpus())
+            self._value = _codec.PerCpuCodec(self._value, cpus.possible_cpus())
         # The buffers, checked against the map (one syscall; types pybpf knows nothing
         # about get no element access, and so no buffers the kernel could overrun).
         self._ops = kbpf.ElemOps(fd, key_size, self._value.size) if self._elements else None
@@ -222,7 +222,7 @@ class Map(Pinnable):
 
     def _readonly_hint(self):
         """Why user space may not write this map (EPERM as root), or None."""
-        fdinfo = system.fdinfo(self.fd)
+        fdinfo = files.fdinfo(self.fd)
         if fdinfo.get("frozen") == "1":
             return "the map is frozen (freeze()): user space can no longer write to it"
         if self.flags & BPF_F_RDONLY:
@@ -493,7 +493,7 @@ class PerfEventArrayMap(_FdArray):
     @classmethod
     def _check_create(cls, key_size, value_size, max_entries, flags, inner_map):
         return super()._check_create(key_size, value_size,
-                                     max_entries or system.possible_cpus(), flags, inner_map)
+                                     max_entries or cpus.possible_cpus(), flags, inner_map)
 
     def _unreadable(self, *args, **kwargs):
         self._refuse("reading elements (the kernel keeps perf event fds write-only)")

@@ -24,7 +24,6 @@ NAME``) or the path of one (``/proc/PID/ns/net``). The interface is looked up an
 program attached inside it; the calling thread returns to its own namespace at once.
 """
 import contextlib
-import ctypes
 import errno
 import os
 import socket
@@ -32,7 +31,8 @@ import socket
 from . import args
 from .errors import BPFError, DependencyError, InputError
 from .kernel import bpf as kbpf
-from .kernel import newer, system
+from .kernel import namespaces, newer, release
+from .kernel.namespaces import netns_path
 from .kernel.constants import (XDP_FLAGS_DRV_MODE, XDP_FLAGS_HW_MODE, XDP_FLAGS_MASK,
                                XDP_FLAGS_MODES, XDP_FLAGS_REPLACE, XDP_FLAGS_SKB_MODE,
                                XDP_FLAGS_UPDATE_IF_NOEXIST, AttachType, ProgType)
@@ -48,8 +48,6 @@ _TC_FILTER_HANDLE = 1
 _TCA_BPF_FLAG_ACT_DIRECT = 1
 _ETH_P_ALL = 0x0003
 _XDP_LINK_KERNEL = (5, 9)  # BPF_LINK_CREATE with BPF_XDP
-_NETNS_DIR = "/var/run/netns"
-_CLONE_NEWNET = 0x40000000
 
 _PRIVILEGE_HINT = "attaching to a network interface needs CAP_NET_ADMIN (run as root)"
 
@@ -408,7 +406,7 @@ def _unless(err):
 def _via(via, link_kernel):
     """"link" or "netlink" for a via= argument; "auto" is a link from link_kernel on."""
     if via == "auto":
-        return "link" if system.kernel_version() >= link_kernel else "netlink"
+        return "link" if release.kernel_version() >= link_kernel else "netlink"
     if via not in ("link", "netlink"):
         raise InputError(f"via={via!r}: use 'link', 'netlink' or 'auto'")
     return via
@@ -418,7 +416,7 @@ def _tcx_hints(where):
     return {
         errno.EINVAL: f"the kernel refused a tcx link on {where}: tcx links need Linux "
                       f"{'.'.join(map(str, newer.TCX_KERNEL))}+ (this is "
-                      f"{system.kernel_release()}); pass via='netlink' for a tc filter",
+                      f"{release.kernel_release()}); pass via='netlink' for a tc filter",
         errno.EEXIST: f"this program is attached to that hook of {where} already",
         errno.EPERM: _PRIVILEGE_HINT,
     }
@@ -460,11 +458,6 @@ def _interface_exists(ifindex):
         return False
 
 
-def netns_path(netns):
-    """The file of a network namespace given by name (``ip netns``) or path."""
-    return netns if "/" in netns else os.path.join(_NETNS_DIR, netns)
-
-
 @contextlib.contextmanager
 def _entered(netns, missing_ok=False):
     """Run the block with the calling thread in network namespace netns (None: stay).
@@ -473,43 +466,27 @@ def _entered(netns, missing_ok=False):
     namespace no longer exists (then nothing in it needs undoing).
     """
     if netns is None:
-        yield _netns_key("/proc/thread-self/ns/net")
+        yield namespaces.current_key()
         return
     path = netns_path(netns)
     try:
-        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        target = namespaces.open_netns(netns)
     except FileNotFoundError:
         if missing_ok:
             yield None
             return
         raise InterfaceError(f"there is no network namespace {netns!r} ({path} does not "
                              f"exist; `ip netns list` shows the named ones)") from None
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    home = namespaces.open_current()
     try:
-        _setns(target, f"enter network namespace {netns!r}")
+        namespaces.setns(target, f"enter network namespace {netns!r}")
         try:
-            yield _netns_key("/proc/thread-self/ns/net")
+            yield namespaces.current_key()
         finally:
-            _setns(home, "return to the original network namespace")
+            namespaces.setns(home, "return to the original network namespace")
     finally:
         os.close(home)
         os.close(target)
-
-
-def _netns_key(path):
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd, what):
-    """setns(2) for the calling thread (os.setns exists only from Python 3.12)."""
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise BPFError("setns", err, what, "entering a network namespace needs "
-                       "CAP_SYS_ADMIN (run as root)" if err == errno.EPERM else None)
 
 
 __all__ = ["attach_xdp", "attach_tc", "resolve_interface", "XdpLink", "NetlinkXdpLink",

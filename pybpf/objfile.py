@@ -25,7 +25,7 @@ from .btf import Btf, BtfError
 from .btf.ext import BtfExt
 from .btf import types as T
 from .dataimage import ZeroImage
-from .kernel import system
+from .kernel import files
 from .kernel.constants import (BPF_F_MMAPABLE, BPF_F_RDONLY_PROG, BPF_JMP, BPF_CALL,
                                BPF_PSEUDO_CALL, MapType)
 
@@ -178,7 +178,7 @@ class ObjectFile:
 
     @classmethod
     def from_path(cls, path):
-        data = system.read_regular_file(path)
+        data = files.read_regular_file(path)
         return cls.parse(data, os.path.basename(path).split(".")[0] or "obj")
 
     @classmethod

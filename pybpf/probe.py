@@ -25,7 +25,10 @@ from . import asm
 from .btf.probe import probe_blob_base
 from .errors import BPFError
 from .kernel import bpf as kbpf
-from .kernel import system
+from .kernel import btffiles, cpus, files, kconfig, mounts, release, security, sysctl
+from .kernel.kallsyms import kallsyms_types
+from .kernel.pmu import pmu_type
+from .kernel.tracefs import tracepoint_exists
 from .kernel.constants import (BPF_F_NO_PREALLOC, BPF_F_SLEEPABLE, AttachType, HelperId,
                                MapType, ProgType)
 from .errors import ENOTSUPP
@@ -88,7 +91,7 @@ _MAP_CONFIG = {
     MapType.PERCPU_CGROUP_STORAGE: "CONFIG_CGROUP_BPF",
 }
 
-_PAGE = system.page_size()
+_PAGE = cpus.page_size()
 _CGROUP_STORAGE_KEY = 16  # sizeof(struct bpf_cgroup_storage_key): u64 inode id, u32 type
 # map type -> create arguments other than the default 4-byte key and value, 1 entry.
 _MAP_PARAMS = {
@@ -209,7 +212,7 @@ def _log_reason(log):
 def _refusal(e):
     """TypeSupport for a failed load or create: the errno and the kernel's reason."""
     reason = _log_reason(getattr(e, "log", "")) or os.strerror(e.errno)
-    if e.errno == errno.EPERM and system.has_bpf_privilege():
+    if e.errno == errno.EPERM and security.has_bpf_privilege():
         reason += " (refused although this process holds CAP_BPF or CAP_SYS_ADMIN)"
     return TypeSupport(False, _errname(e.errno), reason)
 
@@ -245,7 +248,7 @@ def probe_program_type(ptype):
 
 def _with_config_hint(option, support):
     """Name the build option behind a refused type when the kernel config has it off."""
-    if option and system.config_enabled(option) is False:
+    if option and kconfig.config_enabled(option) is False:
         return dataclasses.replace(support, detail=f"{support.detail} ({option} is off)")
     return support
 
@@ -366,9 +369,9 @@ def probe_helpers(program_types, full=False):
 
 # ---- tracing facts ------------------------------------------------------------------
 
-TRACING_FILESYSTEMS = (("tracefs", "tracefs", "/sys/kernel/tracing"),
-                       ("debugfs", "debugfs", "/sys/kernel/debug"),
-                       ("securityfs", "securityfs", "/sys/kernel/security"))
+TRACING_FILESYSTEMS = (("tracefs", "tracefs", mounts.TRACEFS_PATHS[0]),
+                       ("debugfs", "debugfs", mounts.DEBUGFS_PATH),
+                       ("securityfs", "securityfs", mounts.SECURITYFS_PATH))
 
 
 def mount_tracing_filesystems():
@@ -381,22 +384,22 @@ def mount_tracing_filesystems():
     """
     mounted = []
     for fstype, source, target in TRACING_FILESYSTEMS:
-        if system.filesystem_supported(fstype) and system.mount_point(fstype) is None:
-            system.mount(source, target, fstype)
+        if mounts.filesystem_supported(fstype) and mounts.mount_point(fstype) is None:
+            mounts.mount(source, target, fstype)
             mounted.append(target)
     return mounted
 
 
 def _tracefs():
     """(path or None, mountable): a mounted tracefs, else whether one could be."""
-    path = system.find_tracefs() or system.mount_point("tracefs")
-    return path, path is not None or system.filesystem_supported("tracefs")
+    path = mounts.find_tracefs() or mounts.mount_point("tracefs")
+    return path, path is not None or mounts.filesystem_supported("tracefs")
 
 
 def _kprobes(tracefs):
     """Whether kprobes can be created: the kprobe PMU (4.17+) or tracefs kprobe_events."""
-    pmu = system.pmu_type("kprobe")
-    config = system.config_enabled("CONFIG_KPROBES")
+    pmu = pmu_type("kprobe")
+    config = kconfig.config_enabled("CONFIG_KPROBES")
     events = os.path.exists(os.path.join(tracefs, "kprobe_events")) if tracefs else None
     if pmu is not None:
         return Answer(True, f"kprobe PMU type {pmu}")
@@ -413,12 +416,12 @@ def _read_tracepoints(tracefs):
     """syscalls:sys_enter_read and sys_exit_read: from tracefs, else the kernel config."""
     names = ("sys_enter_read", "sys_exit_read")
     if tracefs:
-        missing = [n for n in names if not system.tracepoint_exists(tracefs, "syscalls", n)]
+        missing = [n for n in names if not tracepoint_exists(tracefs, "syscalls", n)]
         if missing:
             return Answer(False, f"tracefs has no syscalls:{', syscalls:'.join(missing)} "
                           f"(CONFIG_FTRACE_SYSCALLS)")
         return Answer(True, f"present in {tracefs}/events/syscalls")
-    config = system.config_enabled("CONFIG_FTRACE_SYSCALLS")
+    config = kconfig.config_enabled("CONFIG_FTRACE_SYSCALLS")
     if config is None:
         return Answer(None, "tracefs is not mounted and the kernel config is not readable")
     if not config:
@@ -430,7 +433,7 @@ def _read_tracepoints(tracefs):
 def _symbol_facts(symbol, tracefs, debugfs):
     """Where the kprobe target symbol is listed: kallsyms, the kprobe blacklist, ftrace's
     functions, the error-injection list (None for a list that cannot be read)."""
-    kallsyms = system.kallsyms_types([symbol])
+    kallsyms = kallsyms_types([symbol])
     facts = {"in_kallsyms": None if kallsyms is None else symbol in kallsyms}
     lists = {
         "kprobe_blacklisted": (debugfs, "kprobes/blacklist", 1),
@@ -438,7 +441,7 @@ def _symbol_facts(symbol, tracefs, debugfs):
         "error_injectable": (debugfs, "error_injection/list", 0),
     }
     for key, (root, rel, column) in lists.items():
-        facts[key] = (system.file_lists_symbol(os.path.join(root, rel), symbol, column)
+        facts[key] = (files.file_lists_symbol(os.path.join(root, rel), symbol, column)
                       if root else None)
     return facts
 
@@ -446,18 +449,18 @@ def _symbol_facts(symbol, tracefs, debugfs):
 def probe_tracing(symbol=COPYOUT):
     """Filesystems, PMUs, kprobes, the read() syscall tracepoints and the kprobe target."""
     tracefs, mountable = _tracefs()
-    debugfs = system.mount_point("debugfs")
+    debugfs = mounts.mount_point("debugfs")
     return {
         "tracefs": tracefs,
         "tracefs_mountable": mountable,
         "debugfs": debugfs,
-        "securityfs": system.mount_point("securityfs"),
-        "pmus": {name: system.pmu_type(name) for name in ("kprobe", "uprobe", "tracepoint")},
+        "securityfs": mounts.mount_point("securityfs"),
+        "pmus": {name: pmu_type(name) for name in ("kprobe", "uprobe", "tracepoint")},
         "kprobes": _kprobes(tracefs),
         "read_tracepoints": _read_tracepoints(tracefs),
         "symbol": symbol,
         "symbol_facts": _symbol_facts(symbol, tracefs, debugfs),
-        "config": {name: system.config_enabled(name) for name in (
+        "config": {name: kconfig.config_enabled(name) for name in (
             "CONFIG_KPROBES", "CONFIG_KPROBE_EVENTS", "CONFIG_UPROBE_EVENTS",
             "CONFIG_FTRACE_SYSCALLS", "CONFIG_FUNCTION_ERROR_INJECTION",
             "CONFIG_BPF_KPROBE_OVERRIDE", "CONFIG_BPF_EVENTS")},
@@ -466,19 +469,19 @@ def probe_tracing(symbol=COPYOUT):
 
 def probe_kernel():
     """Release, kernel config, BTF, JIT, privileges, lockdown."""
-    _, config_path = system.kernel_config()
-    btf = system.vmlinux_btf_size()
-    jit = system.read_sysctl("net.core.bpf_jit_enable")
-    mode, source = system.lockdown_status()
+    _, config_path = kconfig.kernel_config()
+    btf = btffiles.vmlinux_btf_size()
+    jit = sysctl.read_sysctl("net.core.bpf_jit_enable")
+    mode, source = security.lockdown_status()
     return {
-        "release": system.kernel_release(),
-        "version": list(system.kernel_version()),
+        "release": release.kernel_release(),
+        "version": list(release.kernel_version()),
         "config": config_path,
-        "btf": Answer(btf is not None, f"{system.VMLINUX_BTF}, {btf} bytes" if btf
+        "btf": Answer(btf is not None, f"{btffiles.VMLINUX_BTF}, {btf} bytes" if btf
                       else "no /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF is off)"),
         "jit": Answer(None if jit is None else jit >= 1, _jit_detail(jit)),
-        "unprivileged_bpf_disabled": system.read_sysctl("kernel.unprivileged_bpf_disabled"),
-        "privileged": system.has_bpf_privilege(),
+        "unprivileged_bpf_disabled": sysctl.read_sysctl("kernel.unprivileged_bpf_disabled"),
+        "privileged": security.has_bpf_privilege(),
         "lockdown": {"mode": mode, "source": source,
                      "detail": _lockdown_detail(mode, source)},
     }
@@ -487,7 +490,7 @@ def probe_kernel():
 def _jit_detail(jit):
     if jit is None:
         return "net.core.bpf_jit_enable is not readable"
-    always = system.config_enabled("CONFIG_BPF_JIT_ALWAYS_ON")
+    always = kconfig.config_enabled("CONFIG_BPF_JIT_ALWAYS_ON")
     return f"net.core.bpf_jit_enable={jit}" + (", CONFIG_BPF_JIT_ALWAYS_ON" if always else "")
 
 

@@ -11,7 +11,7 @@ from . import args
 from .btf.handle import KernelBtf
 from .fd import FdObject, Pinnable, open_pinned
 from .kernel import bpf as kbpf
-from .kernel import system
+from .kernel import release
 from .kernel.constants import AttachType, Cmd, ProgType, StatsType
 
 # BPF_PROG_TEST_RUN output room for packet programs beyond the input's length: XDP and
@@ -120,7 +120,7 @@ class Program(Pinnable):
             raise InputError(f"license is a str such as \"GPL\", not {license!r}")
         log_level = args.integer(log_level, "log_level", 0)
         if kern_version is None:
-            kern_version = system.kernel_version_code() if ptype == ProgType.KPROBE else 0
+            kern_version = release.kernel_version_code() if ptype == ProgType.KPROBE else 0
         # struct_ops programs pass a member index here, not an AttachType.
         eat = 0 if expected_attach_type is None else (
             expected_attach_type if prog_type_of(prog_type) == ProgType.STRUCT_OPS

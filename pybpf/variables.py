@@ -13,7 +13,7 @@ from .btf import types as T
 from .dataimage import ZeroImage
 from .errors import InputError, MissingError, UnsupportedError
 from .kernel import bpf as kbpf
-from .kernel import system
+from .kernel import cpus, kconfig, release
 
 
 class Variables:
@@ -158,10 +158,10 @@ def fill_kconfig(spec, overrides):
         if ext.name in overrides:
             value = overrides[ext.name]
         elif ext.name == "LINUX_KERNEL_VERSION":
-            value = system.kernel_version_code()
+            value = release.kernel_version_code()
         elif ext.name.startswith("CONFIG_"):
             if config is None:
-                config = system.kernel_config()[0] or {}
+                config = kconfig.kernel_config()[0] or {}
             value = config.get(ext.name)
         else:
             value = _LIBBPF_KCONFIG.get(ext.name)
@@ -189,7 +189,7 @@ def write_image(m, image):
     if m.flags & O.BPF_F_RDONLY_PROG:
         m.update(0, image[0:len(image)])
         return
-    page = system.page_size()
+    page = cpus.page_size()
     for offset, data in chunks:
         start = offset // page * page
         view = kbpf.mmap(m.fd, offset + len(data) - start, writable=True, offset=start)

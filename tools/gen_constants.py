@@ -41,7 +41,8 @@ ENUM_CLASSES = {
 }
 
 # Object-like macros worth exporting: instruction encoding, flags, sizes.
-DEFINE_PREFIXES = ("BPF_", "XDP_FLAGS_", "PERF_EVENT_IOC_", "PERF_FLAG_", "MAX_BPF_")
+DEFINE_PREFIXES = ("BPF_", "XDP_FLAGS_", "PERF_EVENT_IOC_", "PERF_FLAG_", "PERF_ATTR_SIZE_",
+                   "MAX_BPF_")
 # A macro whose body uses only these tokens is an integer constant expression.
 CONST_BODY = re.compile(r"^[\s()<>|&~+\-*xXa-fA-F0-9uUlL_A-Z]*$")
 

@@ -15,13 +15,13 @@ from array import array
 from collections.abc import Mapping
 
 from ..errors import InputError, UnsupportedError
-from ..kernel import system
+from ..kernel import btffiles, files
 from . import parse
 from . import types as T
 from .strings import StringTable
 from .types import BtfError, kind_of
 
-VMLINUX = "/sys/kernel/btf/vmlinux"
+VMLINUX = btffiles.VMLINUX_BTF
 _NATIVE = "<" if sys.byteorder == "little" else ">"
 _ORDER_NAMES = {"little": "<", "big": ">", "<": "<", ">": ">"}
 _NO_NAME = 0xFFFFFFFF  # name offset of types added or replaced after parsing
@@ -111,7 +111,7 @@ class Btf:
     @classmethod
     def load(cls, path, base=None, lazy=True):
         """Parse a raw BTF file (e.g. one dumped with ``llvm-objcopy --dump-section``)."""
-        data = system.read_regular_file(path)
+        data = files.read_regular_file(path)
         if data[:4] == b"\x7fELF":
             raise BtfError(f"{path} is an ELF file, not raw BTF: take its .BTF section "
                            f"(pybpf.elf, or llvm-objcopy --dump-section .BTF=out.btf {path})")
@@ -139,7 +139,7 @@ class Btf:
         return btf
 
     @classmethod
-    def module(cls, name, base=None, directory="/sys/kernel/btf"):
+    def module(cls, name, base=None, directory=btffiles.BTF_DIR):
         """A kernel module's BTF (split on vmlinux, or on ``base``)."""
         path = os.path.join(directory, name)
         if not os.path.exists(path):

@@ -12,6 +12,7 @@ import textwrap
 from .. import probe as _probe
 from ..filterreduce import backends as _backends
 from ..filterreduce import facts as _facts
+from ..kernel import mounts
 from . import emit_json
 
 _DESCRIPTION = """\
@@ -180,13 +181,13 @@ def _tracing(result):
         ("ftrace-able", "ftrace_able"), ("error-injectable", "error_injectable")))
     pmus = ", ".join(f"{name}: {'type %d' % n if n is not None else 'none'}"
                      for name, n in t["pmus"].items())
-    tracefs = _mounted(t["tracefs"], "tracefs", "/sys/kernel/tracing")
+    tracefs = _mounted(t["tracefs"], "tracefs", mounts.TRACEFS_PATHS[0])
     if not t["tracefs"] and not t["tracefs_mountable"]:
         tracefs = "not available in this kernel"
     return ["Tracing"] + _rows([
         ("tracefs", tracefs),
-        ("debugfs", _mounted(t["debugfs"], "debugfs", "/sys/kernel/debug")),
-        ("securityfs", _mounted(t["securityfs"], "securityfs", "/sys/kernel/security")),
+        ("debugfs", _mounted(t["debugfs"], "debugfs", mounts.DEBUGFS_PATH)),
+        ("securityfs", _mounted(t["securityfs"], "securityfs", mounts.SECURITYFS_PATH)),
         ("PMUs", pmus),
         ("kprobes", _answer(t["kprobes"])),
         ("read() tracepoints", _answer(t["read_tracepoints"])),

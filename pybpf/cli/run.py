@@ -26,7 +26,7 @@ import time
 
 from ..errors import Error, InputError, MissingError
 from ..fd import Pinnable, pin_all
-from ..kernel import system
+from ..kernel import procs
 from ..kernel.constants import MapType, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE
 from ..loader import BpfObject
 from ..maps import KeyedMap, PerfEventArrayMap
@@ -314,7 +314,7 @@ def _dies_with(parent):
     by a signal run can catch, run passes SIGTERM on and waits; killed itself, it
     cannot, and the command would live on, orphaned, after the programs detached."""
     def preexec():
-        system.set_parent_death_signal(signal.SIGKILL)
+        procs.set_parent_death_signal(signal.SIGKILL)
         if os.getppid() != parent:  # run died before the call: no signal will come
             os.kill(os.getpid(), signal.SIGKILL)
     return preexec

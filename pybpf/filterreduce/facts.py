@@ -9,7 +9,10 @@ import dataclasses
 import os
 from typing import Dict, Optional, Tuple
 
-from ..kernel import system
+from ..kernel import files, kconfig, mounts, release, security
+from ..kernel.kallsyms import kallsyms_types
+from ..kernel.pmu import pmu_type
+from ..kernel.tracefs import tracepoint_exists
 from ..kernel.constants import HelperId, ProgType
 
 SYMBOLS = ("_copy_to_iter", "copyout")
@@ -51,10 +54,10 @@ class Facts:
 
 def _mounted(fstype, target):
     """Where fstype is mounted; mounts it at target first when that is possible."""
-    path = system.mount_point(fstype)
-    if path is None and system.filesystem_supported(fstype):
+    path = mounts.mount_point(fstype)
+    if path is None and mounts.filesystem_supported(fstype):
         try:
-            system.mount(fstype, target, fstype)
+            mounts.mount(fstype, target, fstype)
             path = target
         except OSError:
             pass
@@ -67,23 +70,23 @@ def gather(mount=True):
     tracefs anyway, and debugfs holds the kprobe blacklist and the error-injection
     list. Without, what they would tell is unknown (None)."""
     from ..probe import helper_supported
-    privileged = system.has_bpf_privilege()
+    privileged = security.has_bpf_privilege()
     mount = mount and privileged
-    tracefs = system.find_tracefs() or (_mounted("tracefs", system.TRACEFS_PATHS[0])
+    tracefs = mounts.find_tracefs() or (_mounted("tracefs", mounts.TRACEFS_PATHS[0])
                                         if mount else None)
-    debugfs = _mounted("debugfs", "/sys/kernel/debug") if mount else \
-        system.mount_point("debugfs")
-    kprobes = system.pmu_type("kprobe") is not None or bool(
+    debugfs = _mounted("debugfs", mounts.DEBUGFS_PATH) if mount else \
+        mounts.mount_point("debugfs")
+    kprobes = pmu_type("kprobe") is not None or bool(
         tracefs and os.path.exists(os.path.join(tracefs, "kprobe_events")))
-    if not kprobes and system.config_enabled("CONFIG_KPROBES") is None and not tracefs:
+    if not kprobes and kconfig.config_enabled("CONFIG_KPROBES") is None and not tracefs:
         kprobes = None
-    syscall_tracepoints = system.config_enabled("CONFIG_FTRACE_SYSCALLS")
+    syscall_tracepoints = kconfig.config_enabled("CONFIG_FTRACE_SYSCALLS")
     if tracefs:
-        syscall_tracepoints = system.tracepoint_exists(tracefs, "raw_syscalls", "sys_enter")
-    kallsyms = system.kallsyms_types(SYMBOLS)
+        syscall_tracepoints = tracepoint_exists(tracefs, "raw_syscalls", "sys_enter")
+    kallsyms = kallsyms_types(SYMBOLS)
 
     def listed(root, rel, symbol, column):
-        return system.file_lists_symbol(os.path.join(root, rel), symbol, column) \
+        return files.file_lists_symbol(os.path.join(root, rel), symbol, column) \
             if root else None
 
     symbols = {s: Symbol(
@@ -95,6 +98,6 @@ def gather(mount=True):
     if privileged:
         for ptype, helper in HELPERS:
             helpers[(int(ptype), int(helper))] = helper_supported(ptype, helper)[0]
-    return Facts(release=system.kernel_release(), privileged=privileged, kprobes=kprobes,
-                 syscall_tracepoints=syscall_tracepoints, symbols=symbols, config={c: system.config_enabled(c) for c in CONFIG},
+    return Facts(release=release.kernel_release(), privileged=privileged, kprobes=kprobes,
+                 syscall_tracepoints=syscall_tracepoints, symbols=symbols, config={c: kconfig.config_enabled(c) for c in CONFIG},
                  helpers=helpers)

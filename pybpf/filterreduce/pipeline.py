@@ -20,7 +20,7 @@ from ..btf import funcs
 from ..btf.handle import KernelBtf
 from ..errors import BPFError, PipelineError
 from ..fd import unpin
-from ..kernel import procs, system
+from ..kernel import cpus, mounts, procs
 from ..kernel.constants import BPF_NOEXIST, ProgType
 from ..links import BpfLink
 from ..loader import BpfObject
@@ -61,7 +61,7 @@ class Pipeline:
         obj = BpfObject.open(shipped.path("filterreduce"))
         maps, links = {}, []
         try:
-            obj.spec.maps["fr_scratch"].max_entries = system.possible_cpus()
+            obj.spec.maps["fr_scratch"].max_entries = cpus.possible_cpus()
             obj.load(programs=list(chosen.programs))
             maps = _views(obj.maps)
             maps["fr_stages"][L.SLOT_FEED] = obj.programs[f"fr_feed_{chosen.stage_suffix}"]
@@ -198,13 +198,13 @@ class Pipeline:
         parent = os.path.dirname(os.path.abspath(directory))
         created = False
         if not os.path.isdir(directory):
-            if not system.is_bpffs(parent):
+            if not mounts.is_bpffs(parent):
                 raise PipelineError(f"{parent} is not on a bpf filesystem; pin under "
-                                    f"{system.BPFFS_DEFAULT} (mount -t bpf bpf "
-                                    f"{system.BPFFS_DEFAULT})")
+                                    f"{mounts.BPFFS_DEFAULT} (mount -t bpf bpf "
+                                    f"{mounts.BPFFS_DEFAULT})")
             os.mkdir(directory)
             created = True
-        elif not system.is_bpffs(directory):
+        elif not mounts.is_bpffs(directory):
             raise PipelineError(f"{directory} is not on a bpf filesystem")
         done = []
         try:

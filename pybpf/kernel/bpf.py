@@ -12,7 +12,7 @@ import threading
 
 from ..errors import ENOTSUPP, BPFError, InputError
 from . import attr as A
-from . import newer, system
+from . import cpus, files, memlock, mounts, newer, security
 from .constants import (BPF_F_NUMA_NODE, BPF_F_REPLACE, BPF_OBJ_NAME_LEN, Cmd, MapType,
                         ProgType)
 from .syscall import bpf, bpf_errno, bpf_failed, make_error, prebuilt_args, raw_call
@@ -105,7 +105,7 @@ def close(fd):
 def map_create(map_type, key_size, value_size, max_entries, flags=0, name="",
                inner_map_fd=0, numa_node=None, ifindex=0, btf_fd=0, btf_key_type_id=0,
                btf_value_type_id=0, btf_vmlinux_value_type_id=0, map_extra=0, hints=None):
-    system.raise_memlock_rlimit()
+    memlock.raise_memlock_rlimit()
     attr = A.MapCreateAttr(
         map_type=map_type, key_size=key_size, value_size=value_size,
         max_entries=max_entries, map_flags=flags | (BPF_F_NUMA_NODE if numa_node is not None else 0),
@@ -136,7 +136,7 @@ def value_buffer_size(map_type, value_size):
     may be per-CPU, so it is sized as if it were.
     """
     if map_type in PERCPU_MAP_TYPES or map_type > newer.LAST_MAP_TYPE:
-        return (value_size + 7) // 8 * 8 * system.possible_cpus()
+        return (value_size + 7) // 8 * 8 * cpus.possible_cpus()
     if map_type in FD_MAP_TYPES:
         return 4
     return value_size
@@ -316,14 +316,14 @@ def prog_load(prog_type, insns, license, name="", expected_attach_type=0, kern_v
     that does not fit (ENOSPC) is retried with the size the kernel reports needing
     (6.4+) or a doubled buffer.
     """
-    system.raise_memlock_rlimit()
+    memlock.raise_memlock_rlimit()
     missing = _missing_capabilities(prog_type)
     if hints is None and missing:
         hints = {errno.EPERM: f"loading {getattr(prog_type, 'name', prog_type)} programs needs "
                               f"{' and '.join(missing)} besides CAP_BPF (or CAP_SYS_ADMIN)"}
-    elif hints is None and prog_type in _TRACING_TYPES and system.has_bpf_privilege():
+    elif hints is None and prog_type in _TRACING_TYPES and security.has_bpf_privilege():
         # A privileged EPERM for these types is the kernel refusing tracing itself.
-        hints = {errno.EPERM: system.tracing_refusal_hint()}
+        hints = {errno.EPERM: security.tracing_refusal_hint()}
     try:
         lic = license.encode() + b"\0"
     except UnicodeEncodeError as e:
@@ -358,12 +358,12 @@ _PERFMON_TYPES = frozenset({
 def _missing_capabilities(prog_type):
     """The capabilities a process with CAP_BPF (and without CAP_SYS_ADMIN, which covers
     them all) lacks for loading prog_type: the kernel's EPERM names none of them."""
-    caps = system.effective_capabilities()
-    if system.CAP_BPF not in caps or system.CAP_SYS_ADMIN in caps:
+    caps = security.effective_capabilities()
+    if security.CAP_BPF not in caps or security.CAP_SYS_ADMIN in caps:
         return []
     return [name for cap, name, types in (
-        (system.CAP_NET_ADMIN, "CAP_NET_ADMIN", _NET_ADMIN_TYPES),
-        (system.CAP_PERFMON, "CAP_PERFMON", _PERFMON_TYPES))
+        (security.CAP_NET_ADMIN, "CAP_NET_ADMIN", _NET_ADMIN_TYPES),
+        (security.CAP_PERFMON, "CAP_PERFMON", _PERFMON_TYPES))
         if prog_type in types and cap not in caps]
 
 
@@ -400,7 +400,7 @@ def enable_stats(stats_type):
 # ---- objects by path and by id ----------------------------------------------
 
 def obj_pin(fd, path):
-    system.check_pin_path(path)
+    mounts.check_pin_path(path)
     raw = os.fsencode(path) + b"\0"
     bpf(Cmd.OBJ_PIN, A.ObjAttr(pathname=address(raw), bpf_fd=fd), {
         errno.EEXIST: f"{path} is already pinned; unpin it (os.unlink) or choose another path"})
@@ -474,7 +474,7 @@ def check_kind(fd, kind):
 def object_kind(fd):
     """"map", "prog", "link" or None: which BPF object an fd refers to (fdinfo tells
     these three apart; a BTF fd and non-BPF fds give None)."""
-    info = system.fdinfo(fd)
+    info = files.fdinfo(fd)
     for key, kind in (("map_type", "map"), ("prog_type", "prog"), ("link_type", "link")):
         if key in info:
             return kind
@@ -491,7 +491,7 @@ def btf_load(data, log_level=0, log_size=None, hints=None):
     kernel's BTF log, which names the bad type id and why ("[12] VAR x type_id=3
     Invalid type"): the errno alone is only EINVAL.
     """
-    system.raise_memlock_rlimit()
+    memlock.raise_memlock_rlimit()
     raw = bytes(data)
     attr = A.BtfLoadAttr(btf=address(raw), btf_size=len(raw))
     hints = dict(hints or {})

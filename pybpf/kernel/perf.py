@@ -18,33 +18,19 @@ import platform
 from ..errors import BPFError
 from . import syscall
 from .attr import CheckedStructure
+# The perf UAPI numbers callers of this module name, from the generated constants:
+# the fixed PMUs (kprobe/uprobe numbers are dynamic, see pmu.pmu_type), software and
+# hardware events, the sample and open flags, the attr size of our layout.
+from .constants import (PERF_ATTR_SIZE_VER7, PERF_COUNT_HW_CPU_CYCLES,  # noqa: F401
+                        PERF_COUNT_HW_INSTRUCTIONS, PERF_COUNT_SW_BPF_OUTPUT,
+                        PERF_COUNT_SW_CONTEXT_SWITCHES, PERF_COUNT_SW_CPU_CLOCK,
+                        PERF_COUNT_SW_CPU_MIGRATIONS, PERF_COUNT_SW_PAGE_FAULTS,
+                        PERF_COUNT_SW_TASK_CLOCK, PERF_FLAG_FD_CLOEXEC, PERF_SAMPLE_RAW,
+                        PERF_TYPE_BREAKPOINT, PERF_TYPE_HARDWARE, PERF_TYPE_HW_CACHE,
+                        PERF_TYPE_RAW, PERF_TYPE_SOFTWARE, PERF_TYPE_TRACEPOINT)
+from .libc import LIBC
 
 u16, u32, u64, s32 = ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int32
-
-# enum perf_type_id (the fixed PMUs; kprobe/uprobe numbers are dynamic, see
-# system.pmu_type)
-PERF_TYPE_HARDWARE = 0
-PERF_TYPE_SOFTWARE = 1
-PERF_TYPE_TRACEPOINT = 2
-PERF_TYPE_HW_CACHE = 3
-PERF_TYPE_RAW = 4
-PERF_TYPE_BREAKPOINT = 5
-
-# enum perf_sw_ids
-PERF_COUNT_SW_CPU_CLOCK = 0
-PERF_COUNT_SW_TASK_CLOCK = 1
-PERF_COUNT_SW_PAGE_FAULTS = 2
-PERF_COUNT_SW_CONTEXT_SWITCHES = 3
-PERF_COUNT_SW_CPU_MIGRATIONS = 4
-PERF_COUNT_SW_BPF_OUTPUT = 10
-
-# enum perf_hw_id (the two a sampling user is most likely to want)
-PERF_COUNT_HW_CPU_CYCLES = 0
-PERF_COUNT_HW_INSTRUCTIONS = 1
-
-PERF_SAMPLE_RAW = 1 << 10
-PERF_FLAG_FD_CLOEXEC = 1 << 3
-PERF_ATTR_SIZE_VER7 = 128
 
 
 class PerfEventAttr(CheckedStructure):
@@ -116,8 +102,7 @@ PERF_EVENT_IOC_DISABLE = _IOCTL["DISABLE"]
 PERF_EVENT_IOC_ID = _IOCTL["ID"]
 PERF_EVENT_IOC_SET_BPF = _IOCTL["SET_BPF"]
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_ioctl = _libc["ioctl"]
+_ioctl = LIBC["ioctl"]
 _ioctl.restype = ctypes.c_int
 _ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
 

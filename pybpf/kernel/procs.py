@@ -1,4 +1,5 @@
-"""Processes as /proc tells of them: whether one still exists, and when it started.
+"""Processes as /proc tells of them: whether one still exists, when it started, which
+files it has mapped; and the parent-death signal of this one.
 
 A process id alone does not name a process for long: pids are reused. The kernel
 tells two holders of one pid apart by the thread group's start time
@@ -7,8 +8,14 @@ in clock ticks, as field 22 of /proc/PID/stat. A BPF program can read the
 nanoseconds; user space gets the tick they fall in, so :func:`start_window` gives
 the range of nanoseconds a process's start time lies in.
 """
+import ctypes
 import functools
 import os
+
+from ..errors import BPFError
+from .libc import LIBC
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @functools.lru_cache(maxsize=None)
@@ -63,3 +70,31 @@ def is_same_process(pid, window):
 def thread_exists(tgid, tid):
     """Whether thread tid of process tgid is alive."""
     return os.path.exists(f"/proc/{tgid}/task/{tid}")
+
+
+def process_exists(pid):
+    """Whether process pid exists (in this pid namespace)."""
+    return os.path.exists(f"/proc/{pid}")
+
+
+def mapped_files(pid):
+    """Paths of the files process pid (or "self") has mapped, in /proc/PID/maps order
+    without repeats; [] when its maps cannot be read."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    paths = []
+    for line in lines:
+        fields = line.split(None, 5)
+        if len(fields) == 6 and fields[5].startswith("/") and fields[5] not in paths:
+            paths.append(fields[5])
+    return paths
+
+
+def set_parent_death_signal(signum):
+    """prctl(PR_SET_PDEATHSIG): have the kernel send signum to this process when the
+    thread that created it exits, however it exits (a SIGKILL included)."""
+    if LIBC.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) != 0:
+        raise BPFError("prctl(PR_SET_PDEATHSIG)", ctypes.get_errno())

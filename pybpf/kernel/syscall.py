@@ -9,8 +9,9 @@ import errno
 import platform
 
 from ..errors import BPFError, MapFullError, VerifierError
-from . import system
+from . import memlock, release, security, sysctl
 from .constants import Cmd
+from .libc import LIBC
 
 # (bpf, perf_event_open) syscall numbers; the kernel gives them per architecture.
 SYSCALL_NUMBERS = {
@@ -22,17 +23,16 @@ SYSCALL_NUMBERS = {
     "s390x": (351, 331),
 }
 
-_libc = ctypes.CDLL(None, use_errno=True)
 # Two function objects for syscall(), each with its own argument types, so the hot path
 # passes plain ints without building ctypes wrappers per call.
-bpf_call = _libc["syscall"]
+bpf_call = LIBC["syscall"]
 bpf_call.restype = ctypes.c_long
 bpf_call.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_ulong]
 # The hot path's syscall(): no argtypes, called with ctypes arguments built once
 # (prebuilt_args), so ctypes converts nothing per call (~0.5 us less than bpf_call).
-raw_call = _libc["syscall"]
+raw_call = LIBC["syscall"]
 raw_call.restype = ctypes.c_long
-_perf_call = _libc["syscall"]
+_perf_call = LIBC["syscall"]
 _perf_call.restype = ctypes.c_long
 _perf_call.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
                        ctypes.c_int, ctypes.c_ulong]
@@ -132,8 +132,8 @@ def privilege_hint(err, tracing=False):
     """Name the setting behind EPERM/EACCES, which the errno alone does not tell."""
     if err not in (errno.EPERM, errno.EACCES):
         return None
-    if not system.has_bpf_privilege():
-        disabled = system.read_sysctl("kernel.unprivileged_bpf_disabled")
+    if not security.has_bpf_privilege():
+        disabled = sysctl.read_sysctl("kernel.unprivileged_bpf_disabled")
         hint = ("run as root, or grant CAP_BPF" +
                 (" (and CAP_PERFMON for tracing programs, CAP_NET_ADMIN for networking "
                  "ones)" if tracing else ""))
@@ -141,10 +141,10 @@ def privilege_hint(err, tracing=False):
             hint += (f"; kernel.unprivileged_bpf_disabled={disabled} refuses bpf(2) to "
                      f"processes without CAP_BPF")
         return hint
-    if system.memlock_accounting_is_rlimit():
-        return (f"kernel {system.kernel_release()} (< 5.11) charges BPF memory to "
+    if memlock.memlock_accounting_is_rlimit():
+        return (f"kernel {release.kernel_release()} (< 5.11) charges BPF memory to "
                 f"RLIMIT_MEMLOCK; raise it (`ulimit -l unlimited`)")
-    if system.lockdown_mode() in ("integrity", "confidentiality"):
-        return (f"kernel lockdown is {system.lockdown_mode()!r}; it refuses some helpers "
+    if security.lockdown_mode() in ("integrity", "confidentiality"):
+        return (f"kernel lockdown is {security.lockdown_mode()!r}; it refuses some helpers "
                 f"(bpf_probe_write_user, and in confidentiality mode bpf_probe_read*)")
     return None

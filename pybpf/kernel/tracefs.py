@@ -22,9 +22,9 @@ import threading
 import time
 
 from ..errors import BPFError, MissingError
-from . import system
+from . import mounts
 
-MOUNT_POINT = "/sys/kernel/tracing"
+MOUNT_POINT = mounts.TRACEFS_PATHS[0]
 NAME_PREFIX = "pybpf_"
 MAX_EVENT_NAME = 63          # MAX_EVENT_NAME_LEN (64) including the NUL
 KINDS = {"kprobe": ("kprobe_events", "kprobes"), "uprobe": ("uprobe_events", "uprobes")}
@@ -37,17 +37,22 @@ _created = {}   # (kind, name) -> ProbeEvent, entries this process made and stil
 def root(mount=True):
     """The tracefs mount path; mounts tracefs at /sys/kernel/tracing when none is
     mounted (and mount is true). Raises BPFError naming the fix when that fails."""
-    path = system.find_tracefs()
+    path = mounts.find_tracefs()
     if path is not None or not mount:
         return path
     try:
-        system.mount("nodev", MOUNT_POINT, "tracefs")
+        mounts.mount("nodev", MOUNT_POINT, "tracefs")
     except OSError as e:
         raise BPFError("mount tracefs", e.errno or errno.EPERM, str(e),
                        "tracepoints and probe events are named in tracefs; mount it as "
                        f"root: `mount -t tracefs nodev {MOUNT_POINT}` (the kernel needs "
                        f"CONFIG_TRACING)") from None
     return MOUNT_POINT
+
+
+def tracepoint_exists(tracefs, category, name):
+    """Whether tracefs (a mount path) has the trace event category:name."""
+    return os.path.isfile(os.path.join(tracefs, "events", category, name, "id"))
 
 
 def event_dir(category, name):
@@ -288,7 +293,7 @@ def cleanup_stale_probes():
 def pybpf_probe_events():
     """Names of every pybpf-created entry on the system, all processes (for tests
     and `doctor`-style checks)."""
-    if system.find_tracefs() is None:
+    if mounts.find_tracefs() is None:
         return []
     return [name for kind in KINDS for _, _, name, _ in probe_events(kind)
             if name.startswith(NAME_PREFIX)]

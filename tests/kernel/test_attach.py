@@ -27,7 +27,7 @@ from pybpf.attach import (AttachError, CgroupAttachment, LinkSet, PerfEventLink,
                           cleanup_stale_probes, function_offset)
 from pybpf.errors import BPFError
 from pybpf.kernel import bpf as kbpf
-from pybpf.kernel import system, tracefs
+from pybpf.kernel import kallsyms, system, tracefs
 from pybpf.kernel.constants import AttachType, HelperId, LinkType, ProgType
 from pybpf.links import BpfLink
 from pybpf.loader import BpfObject
@@ -773,7 +773,7 @@ def test_blacklisted_function(kprobe_counter, monkeypatch):
     victim = next(n for n in names if types.get(n, "") in ("t", "T"))
     with pytest.raises(AttachError, match=f"'{victim}' is on the kernel's kprobe blacklist"):
         attach_kprobe(kprobe_counter, victim)
-    monkeypatch.setattr(system, "kprobe_blacklisted", lambda name: None)
+    monkeypatch.setattr(kallsyms, "kprobe_blacklisted", lambda name: None)
     with pytest.raises(BPFError, match="blacklist") as info:
         attach_kprobe(kprobe_counter, victim)
     assert info.value.errno == errno.EINVAL

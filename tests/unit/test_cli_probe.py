@@ -9,7 +9,7 @@ from pybpf import probe
 from pybpf.cli.probe import Report, format_text
 from pybpf.filterreduce import backends
 from pybpf.filterreduce.facts import Facts, Symbol
-from pybpf.kernel import system
+from pybpf.kernel import kconfig, security, system
 from pybpf.probe import Answer, HelperMatrix, ProbeResult, TypeSupport
 
 ON = dict.fromkeys(("CONFIG_KPROBES", "CONFIG_KPROBE_EVENTS", "CONFIG_UPROBE_EVENTS",
@@ -136,7 +136,7 @@ def config_file(tmp_path, monkeypatch):
         opener = gzip.open if compressed else open
         with opener(path, "wt") as f:
             f.write(text)
-        monkeypatch.setattr(system, "KERNEL_CONFIG_PATHS", (str(path),))
+        monkeypatch.setattr(kconfig, "KERNEL_CONFIG_PATHS", (str(path),))
         system.kernel_config.cache_clear()
         return str(path)
     yield use
@@ -158,7 +158,7 @@ def test_kernel_config_values(config_file, compressed):
 
 
 def test_no_kernel_config_is_unknown(tmp_path, monkeypatch):
-    monkeypatch.setattr(system, "KERNEL_CONFIG_PATHS", (str(tmp_path / "none"),))
+    monkeypatch.setattr(kconfig, "KERNEL_CONFIG_PATHS", (str(tmp_path / "none"),))
     system.kernel_config.cache_clear()
     try:
         assert system.kernel_config() == (None, None)
@@ -170,9 +170,9 @@ def test_no_kernel_config_is_unknown(tmp_path, monkeypatch):
 def test_lockdown_from_config_when_securityfs_is_unreadable(config_file, monkeypatch):
     config_file("CONFIG_SECURITY_LOCKDOWN_LSM=y\nCONFIG_LOCK_DOWN_KERNEL_FORCE_INTEGRITY=y\n",
                 False)
-    monkeypatch.setattr(system.os, "access", lambda path, mode: False)
-    monkeypatch.setattr(system, "lockdown_mode", lambda: "confidentiality")  # lockdown=
+    monkeypatch.setattr(security.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(security, "lockdown_mode", lambda: "confidentiality")  # lockdown=
     assert system.lockdown_status() == ("confidentiality",
                                         "lockdown= on the kernel command line")
-    monkeypatch.setattr(system, "lockdown_mode", lambda: None)
+    monkeypatch.setattr(security, "lockdown_mode", lambda: None)
     assert system.lockdown_status() == ("integrity", "CONFIG_LOCK_DOWN_KERNEL_FORCE_INTEGRITY")
