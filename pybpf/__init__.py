@@ -10,7 +10,8 @@ no clang at run time, no third-party dependencies. The layers, bottom up:
 - ``python -m pybpf``: the command line.
 """
 from .errors import (BPFError, ClosedError, DependencyError, EmptyError, Error, InputError,
-                     MapFullError, MissingError, UnsupportedError, VerifierError)
+                     MapFullError, MissingError, NotSupportedError, UnsupportedError,
+                     VerifierError)
 from .fd import unpin
 from .kernel.constants import (BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_F_MMAPABLE,
                                BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, BPF_F_WRONLY_PROG,
@@ -23,7 +24,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Error", "InputError", "UnsupportedError", "MissingError", "EmptyError",
-    "DependencyError", "BPFError", "ClosedError", "MapFullError", "VerifierError", "unpin",
+    "DependencyError", "BPFError", "ClosedError", "MapFullError", "VerifierError",
+    "NotSupportedError", "unpin",
     "BPF_ANY", "BPF_EXIST", "BPF_F_LOCK", "BPF_F_MMAPABLE", "BPF_F_NO_PREALLOC",
     "BPF_F_RDONLY_PROG", "BPF_F_WRONLY_PROG", "BPF_NOEXIST",
     "AttachType", "HelperId", "MapType", "ProgType",

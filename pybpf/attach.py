@@ -45,9 +45,10 @@ import threading
 import weakref
 
 from . import elf
-from .errors import ENOTSUPP, BPFError, InputError, UnsupportedError
+from .errors import ENOTSUPP, BPFError, InputError, NotSupportedError, UnsupportedError
 from .kernel import bpf as kbpf
-from .kernel import cpus, kallsyms, mounts, perf, procs, release, security, sysctl, tracefs
+from .kernel import (cpus, features, kallsyms, mounts, perf, procs, release, security, sysctl,
+                     tracefs)
 from .kernel.pmu import PMU_DIR, pmu_format, pmu_type
 from .kernel.constants import BPF_F_ALLOW_MULTI, AttachType, ProgType
 from .links import BpfLink, Link, attach_raw_tracepoint
@@ -63,6 +64,12 @@ __all__ = [
 
 class AttachError(InputError):
     """The attach request cannot work as given; the message names what to change."""
+
+
+class HookNotSupportedError(NotSupportedError, AttachError):
+    """This kernel lacks the hook asked for (no kprobes, no uprobe PMU, ...): a
+    NotSupportedError, and an AttachError as every refusal of an attach request
+    before any kernel object is made."""
 
 
 cleanup_stale_probes = tracefs.cleanup_stale_probes
@@ -205,51 +212,49 @@ def _description(kind, target):
 
 # ---- perf events ------------------------------------------------------------------------
 
-_LINK_UNSUPPORTED = (errno.EINVAL, ENOTSUPP, errno.EOPNOTSUPP)
+_PERF_HINTS = {
+    errno.EEXIST: "another program is already attached to this perf event",
+    errno.EINVAL: "the kernel refused this program for this event type (kprobe/uprobe "
+                  "events take kprobe programs, tracepoints tracepoint programs, "
+                  "sampling events perf_event programs)"}
 
 
 def _attach_perf(program, pfd, description, *, cookie=None, use_link=None, probe=None):
     """Attach program to the perf event pfd, which this takes ownership of (and of
     probe, the legacy tracefs entry behind the event, if any).
 
-    use_link None tries BPF_LINK_CREATE first and falls back to the ioctl on kernels
-    that do not know BPF_PERF_EVENT links (EINVAL, before 5.15); True or False force
-    one way (tests use False to exercise the fallback).
+    use_link None takes a BPF perf link (BPF_LINK_CREATE) where the kernel has them
+    (features: bpf_perf_link, 5.15) and PERF_EVENT_IOC_SET_BPF elsewhere; True or
+    False force one way (tests use False to exercise the ioctl).
     """
     try:
-        if use_link is not False:
-            try:
-                lfd = kbpf.link_create(program.fd, pfd, AttachType.PERF_EVENT,
-                                       extra=(cookie or 0,))
-            except BPFError as e:
-                if use_link or e.errno not in _LINK_UNSUPPORTED:
-                    raise
-                if cookie:
-                    raise BPFError(e.cmd, e.errno, description,
-                                   "a bpf_cookie needs BPF perf links (kernel 5.15+); "
-                                   "this kernel refused one, so attach without cookie=") \
-                        from None
-            else:
-                try:
-                    perf.enable(pfd)
-                except BaseException:
-                    kbpf.close(lfd)
-                    raise
-                # The link holds the perf event: our fd is no longer needed, and a
-                # pinned link keeps the event alive after this process.
-                perf.close(pfd)
-                pfd = -1
-                if probe is not None:
-                    return ProbeBpfLink(lfd, program, description, probe)
-                return BpfLink(lfd, program, description)
+        if use_link is None:
+            use_link = features.have("bpf_perf_link")
+            if not use_link and cookie:
+                raise features.missing("bpf_perf_link", description,
+                                       "a bpf_cookie needs BPF perf links; attach without "
+                                       "cookie= on this kernel")
+        elif use_link:
+            features.require("bpf_perf_link", description)
         elif cookie:
             raise AttachError("a bpf_cookie is passed only through BPF perf links: "
                               "use_link=False cannot carry one")
-        perf.set_bpf(pfd, program.fd, {
-            errno.EEXIST: "another program is already attached to this perf event",
-            errno.EINVAL: "the kernel refused this program for this event type "
-                          "(kprobe/uprobe events take kprobe programs, tracepoints "
-                          "tracepoint programs, sampling events perf_event programs)"})
+        if use_link:
+            lfd = kbpf.link_create(program.fd, pfd, AttachType.PERF_EVENT,
+                                   extra=(cookie or 0,), hints=_PERF_HINTS)
+            try:
+                perf.enable(pfd)
+            except BaseException:
+                kbpf.close(lfd)
+                raise
+            # The link holds the perf event: our fd is no longer needed, and a pinned
+            # link keeps the event alive after this process.
+            perf.close(pfd)
+            pfd = -1
+            if probe is not None:
+                return ProbeBpfLink(lfd, program, description, probe)
+            return BpfLink(lfd, program, description)
+        perf.set_bpf(pfd, program.fd, _PERF_HINTS)
         perf.enable(pfd)
         link = PerfEventLink(pfd, program, description, probe)
         pfd = -1
@@ -300,33 +305,37 @@ def _probe_pmu(kind, retprobe):
     _choose_legacy has found present."""
     if not retprobe:
         return pmu_type(kind), 0
-    fmt = pmu_format(kind, "retprobe")
-    if fmt is None or fmt[0] != "config":
-        raise AttachError(f"this kernel's {kind} PMU does not say how to ask for a return "
-                          f"probe ({PMU_DIR}/{kind}/format/retprobe); use legacy=True")
-    return pmu_type(kind), 1 << fmt[1]
+    if not features.have(f"{kind[0]}ret{kind[1:]}_pmu"):
+        raise features.missing(
+            f"{kind[0]}ret{kind[1:]}_pmu", f"this kernel's {kind} PMU does not say how to "
+            f"ask for a return probe ({PMU_DIR}/{kind}/format/retprobe)",
+            "use legacy=True", HookNotSupportedError)
+    return pmu_type(kind), 1 << pmu_format(kind, "retprobe")[1]
 
 
 def _choose_legacy(kind, legacy, needs_tracefs, why):
-    """True to use tracefs, False for the PMU; AttachError when neither can work."""
-    has_pmu = pmu_type(kind) is not None
+    """True to use tracefs, False for the PMU; a HookNotSupportedError when this
+    kernel has neither, AttachError when the request rules out the one it has."""
+    has_pmu = features.have(f"{kind}_pmu")
     if legacy is False and needs_tracefs:
         raise AttachError(f"{why} is possible only through tracefs {kind}_events, "
                           f"but legacy=False forbids that")
     use_tracefs = legacy or needs_tracefs or not has_pmu
-    if use_tracefs and not tracefs.has_probe_events(kind):
+    if use_tracefs and not features.have(f"{kind}_events"):
         if kind == "kprobe":
-            raise AttachError(
-                "this kernel has no kprobes (built without CONFIG_KPROBES or "
-                "CONFIG_KPROBE_EVENTS): neither the kprobe PMU "
+            raise features.missing(
+                "kprobe_events", "this kernel has no kprobes (built without CONFIG_KPROBES "
+                "or CONFIG_KPROBE_EVENTS): neither the kprobe PMU "
                 f"({PMU_DIR}/kprobe) nor tracefs kprobe_events exists; use a "
-                "tracepoint, a raw tracepoint or fentry instead")
-        raise AttachError(f"this kernel has no {kind}s through tracefs "
-                          f"(CONFIG_{kind.upper()}_EVENTS)" +
-                          ("" if has_pmu else " nor the uprobe PMU"))
+                "tracepoint, a raw tracepoint or fentry instead", error=HookNotSupportedError)
+        raise features.missing(f"{kind}_events", f"this kernel has no {kind}s through "
+                               f"tracefs (CONFIG_{kind.upper()}_EVENTS)" +
+                               ("" if has_pmu else " nor the uprobe PMU"),
+                               error=HookNotSupportedError)
     if legacy is False and not has_pmu:
-        raise AttachError(f"this kernel has no {kind} PMU ({PMU_DIR}/{kind}, "
-                          f"4.17+); attach with legacy=None to use tracefs")
+        raise features.missing(f"{kind}_pmu", f"this kernel has no {kind} PMU "
+                               f"({PMU_DIR}/{kind})", "attach with legacy=None to use "
+                               "tracefs", HookNotSupportedError)
     return bool(use_tracefs)
 
 
@@ -525,10 +534,10 @@ def attach_uprobe(program, binary, symbol=None, offset=0, *, retprobe=False, pid
                               cookie=cookie, use_link=use_link)
     pmu, config = _probe_pmu("uprobe", retprobe)
     if ref_ctr_offset:
-        fmt = pmu_format("uprobe", "ref_ctr_offset")
-        if fmt is None or fmt[0] != "config":
-            raise AttachError("this kernel's uprobe PMU has no ref_ctr_offset (4.20+)")
-        config |= ref_ctr_offset << fmt[1]
+        if not features.have("uprobe_ref_ctr"):
+            raise features.missing("uprobe_ref_ctr", "this kernel's uprobe PMU has no "
+                                   "ref_ctr_offset", error=HookNotSupportedError)
+        config |= ref_ctr_offset << pmu_format("uprobe", "ref_ctr_offset")[1]
     name = ctypes.create_string_buffer(os.fsencode(path))
     attr = perf.PerfEventAttr(type=pmu, config=config, disabled=1, sample_period=1,
                               config1=ctypes.addressof(name), config2=file_offset)
@@ -632,9 +641,10 @@ _TRACING_TYPES = (ProgType.TRACING, ProgType.LSM)
 
 def attach_tracing(program, attach_type=None, *, cookie=None):
     """Attach a fentry/fexit/fmod_ret/tp_btf (or lsm) program to the kernel function
-    it was loaded for (its attach_btf_id). attach_type is the program's expected attach
-    type (the loader's SectionDef has it); without it the kernel picks the one the
-    program was loaded with (BPF_RAW_TRACEPOINT_OPEN), which cannot carry a cookie."""
+    it was loaded for (its attach_btf_id), with BPF_RAW_TRACEPOINT_OPEN, which every
+    kernel with tracing programs has, as libbpf does. Only a cookie needs
+    BPF_LINK_CREATE (5.19+), and with it the program's expected attach_type (the
+    loader's SectionDef has it); a kernel without it answers NotSupportedError."""
     _check_type(program, _TRACING_TYPES, "fentry/fexit/fmod_ret/lsm hooks",
                 "fentry/FUNCTION")
     hints = {errno.EPERM: security.tracing_refusal_hint(),
@@ -644,17 +654,20 @@ def attach_tracing(program, attach_type=None, *, cookie=None):
              errno.EBUSY: "another program of this kind already replaces the function "
                           "(fmod_ret/freplace allow one)"}
     description = f"tracing/{program.name}" if getattr(program, "name", "") else "tracing"
-    if attach_type is not None:
+    if cookie:
+        if attach_type is None:
+            raise AttachError("a cookie for a tracing program needs its attach_type "
+                              "(e.g. AttachType.TRACE_FENTRY)")
         try:
-            fd = kbpf.link_create(program.fd, 0, attach_type, extra=(0, cookie or 0),
-                                  hints=hints)
-            return BpfLink(fd, program, description)
+            fd = kbpf.link_create(program.fd, 0, attach_type, extra=(0, cookie), hints=hints)
         except BPFError as e:
-            if cookie or e.errno not in _LINK_UNSUPPORTED:
+            if e.errno != errno.EINVAL:  # what kernels before 5.19 answer
                 raise
-    elif cookie:
-        raise AttachError("a cookie for a tracing program needs its attach_type "
-                          "(e.g. AttachType.TRACE_FENTRY)")
+            raise NotSupportedError(
+                "cookies on tracing links", "5.19", description,
+                "attach without cookie= on this kernel (or, on a kernel that has them, "
+                "give the attach_type the program was loaded for)", e.cmd, e.errno) from None
+        return BpfLink(fd, program, description)
     try:
         return BpfLink(kbpf.raw_tracepoint_open(None, program.fd), program, description)
     except BPFError as e:
@@ -690,8 +703,8 @@ def attach_cgroup(program, cgroup, attach_type=None, *, use_link=None):
     cgroup v2 directory (a path or an open directory fd) for attach_type; the
     program runs for every process in that cgroup and its descendants.
 
-    use_link None: BPF_LINK_CREATE (5.7+), else BPF_PROG_ATTACH with
-    BPF_F_ALLOW_MULTI; True/False force one.
+    use_link None: BPF_LINK_CREATE where the kernel has cgroup links (features:
+    bpf_link, 5.7), else BPF_PROG_ATTACH with BPF_F_ALLOW_MULTI; True/False force one.
     """
     hooks = _CGROUP_HOOKS.get(program.type)
     if not hooks:
@@ -711,16 +724,18 @@ def attach_cgroup(program, cgroup, attach_type=None, *, use_link=None):
     cg_fd, label = _open_cgroup(cgroup)
     description = f"cgroup/{attach_type.name.lower()} on {label}"
     try:
-        if use_link is not False:
-            try:
-                fd = kbpf.link_create(program.fd, cg_fd, attach_type, hints=_CGROUP_HINTS)
-            except BPFError as e:
-                if use_link or e.errno not in _LINK_UNSUPPORTED:
-                    raise
-            else:
-                kbpf.close(cg_fd)  # the link holds the cgroup
-                return BpfLink(fd, program, description)
+        if use_link is None:
+            use_link = features.have("bpf_link")
+        elif use_link:
+            features.require("bpf_link", description)
+        if use_link:
+            fd = kbpf.link_create(program.fd, cg_fd, attach_type, hints=_CGROUP_HINTS)
+            kbpf.close(cg_fd)  # the link holds the cgroup
+            return BpfLink(fd, program, description)
         kbpf.prog_attach(cg_fd, program.fd, attach_type, BPF_F_ALLOW_MULTI)
+    except NotSupportedError:
+        kbpf.close(cg_fd)
+        raise
     except BPFError as e:
         kbpf.close(cg_fd)
         raise BPFError(e.cmd, e.errno, description,

@@ -65,12 +65,15 @@ class BPFError(Error, OSError):
         self.cmd = cmd
         self.hint = hint
         self.detail = detail
-        text = f"{cmd}: {errno_text(err)}"
-        if detail:
-            text += f": {detail}"
-        if hint:
-            text += f"\n  hint: {hint}"
-        super().__init__(err, text)
+        super().__init__(err, self._text(err))
+
+    def _text(self, err):
+        text = f"{self.cmd}: {errno_text(err)}"
+        if self.detail:
+            text += f": {self.detail}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
 
     def __str__(self):
         return self.strerror
@@ -95,6 +98,36 @@ class VerifierError(BPFError):
 
     def __reduce__(self):
         return (type(self), (self.cmd, self.errno, self.detail, self.hint, self.log))
+
+
+class NotSupportedError(BPFError):
+    """The running kernel lacks a feature the call needs.
+
+    ``feature`` names it (as :mod:`pybpf.kernel.features` does, e.g.
+    ``"bpf_perf_link"``), ``minimum`` is the first Linux release that has it (a string
+    such as ``"5.15"``; None where no release does, for a build option). pybpf learns
+    it from a feature test, before any call (``cmd`` is then None and ``errno``
+    EOPNOTSUPP), or from the kernel's refusal of a call (its ``cmd`` and ``errno``).
+    An OSError like every refusal by the kernel, so ``except BPFError`` sees it too.
+    """
+
+    def __init__(self, feature, minimum=None, detail="", hint=None, cmd=None, err=None):
+        self.feature, self.minimum = feature, minimum
+        super().__init__(cmd, _errno.EOPNOTSUPP if err is None else err,
+                         detail or f"this kernel does not support {feature}", hint)
+
+    def _text(self, err):
+        since = f" (Linux {self.minimum}+)" if self.minimum else ""
+        text = f"{self.detail}{since}"
+        if self.cmd is not None:
+            text = f"{self.cmd}: {errno_text(err)}: {text}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def __reduce__(self):
+        return (type(self), (self.feature, self.minimum, self.detail, self.hint, self.cmd,
+                             self.errno))
 
 
 class PipelineError(InputError):

@@ -12,13 +12,12 @@ BPF_LINK_TYPE_PERF_EVENT, a tracefs probe entry, netlink attachment) subclass
 :class:`Link` and release what they hold in ``close()``.
 """
 import dataclasses
-import errno
 import struct
 
-from .errors import ENOTSUPP, BPFError
+from .errors import BPFError, NotSupportedError
 from .fd import FdObject, Pinnable, open_pinned
 from .kernel import bpf as kbpf
-from .kernel import newer
+from .kernel import features, newer
 from .kernel.constants import AttachType, Cmd, LinkType
 
 
@@ -62,17 +61,20 @@ class BpfLink(Link, Pinnable):
 
     def detach(self):
         """Detach the program now, even if a pin or another process holds the link;
-        then close this fd. Some link types (perf events, raw tracepoints) cannot be
-        detached early: for them the error says to unpin and close instead."""
+        then close this fd. Some link types (perf events, raw tracepoints; every type
+        before 5.9) cannot be detached early: for them a NotSupportedError says to
+        unpin and close instead."""
         if not self.closed:
             try:
                 kbpf.link_detach(self.fd)
             except BPFError as e:
-                if e.errno not in (errno.EOPNOTSUPP, ENOTSUPP, errno.EINVAL):
+                if not features.refused_as_unknown(e):
                     raise
-                raise BPFError(e.cmd, e.errno, f"{self._describe()} cannot be detached "
-                               f"while it is held", "it detaches when its pin is removed "
-                               "and every fd to it is closed: unpin it, then close()") from None
+                raise NotSupportedError(
+                    "BPF_LINK_DETACH of this link type", None,
+                    f"{self._describe()} cannot be detached while it is held",
+                    "it detaches when its pin is removed and every fd to it is closed: "
+                    "unpin it, then close()", e.cmd, e.errno) from None
         self.close()
 
     def update(self, program, old_program=None):

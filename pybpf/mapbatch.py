@@ -8,7 +8,7 @@ import errno
 
 from . import args
 from .errors import ENOTSUPP, BPFError, InputError, MissingError
-from .kernel import release
+from .kernel import features
 from .kernel.constants import BPF_ANY, BPF_EXIST, BPF_NOEXIST, Cmd
 
 # Bytes of keys and values one batch syscall may read: a few MiB keep the syscalls few
@@ -131,7 +131,8 @@ def _pairs(items):
 
 
 def batch_unsupported(err):
-    """The kernel lacks batch ops (before 5.6: EINVAL) or this map type has none."""
+    """The kernel lacks batch ops (EINVAL where features says so: before 5.6) or this
+    map type has none (ENOTSUPP, EOPNOTSUPP)."""
     if err.errno in (ENOTSUPP, errno.EOPNOTSUPP):
         return True
-    return err.errno == errno.EINVAL and release.kernel_version() < (5, 6)
+    return err.errno == errno.EINVAL and not features.have("map_batch")

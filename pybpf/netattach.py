@@ -31,7 +31,7 @@ import socket
 from . import args
 from .errors import BPFError, DependencyError, InputError
 from .kernel import bpf as kbpf
-from .kernel import namespaces, newer, release
+from .kernel import features, namespaces, newer
 from .kernel.namespaces import netns_path
 from .kernel.constants import (XDP_FLAGS_DRV_MODE, XDP_FLAGS_HW_MODE, XDP_FLAGS_MASK,
                                XDP_FLAGS_MODES, XDP_FLAGS_REPLACE, XDP_FLAGS_SKB_MODE,
@@ -47,7 +47,6 @@ _TCX_TYPES = {INGRESS: newer.BPF_TCX_INGRESS, EGRESS: newer.BPF_TCX_EGRESS}
 _TC_FILTER_HANDLE = 1
 _TCA_BPF_FLAG_ACT_DIRECT = 1
 _ETH_P_ALL = 0x0003
-_XDP_LINK_KERNEL = (5, 9)  # BPF_LINK_CREATE with BPF_XDP
 
 _PRIVILEGE_HINT = "attaching to a network interface needs CAP_NET_ADMIN (run as root)"
 
@@ -75,7 +74,7 @@ def attach_xdp(program, iface, flags=0, *, netns=None, via="auto"):
                          f"BpfLink.update())")
     if bin(flags & XDP_FLAGS_MODES).count("1") > 1:
         raise InputError(f"XDP flags {flags:#x} name more than one mode; pick one")
-    via = _via(via, _XDP_LINK_KERNEL)
+    via = _via(via, "bpf_link_xdp")
     with _entered(netns):
         ifindex, ifname = resolve_interface(iface, netns)
         where = _where(ifname, ifindex, netns)
@@ -104,11 +103,10 @@ def attach_tc(program, iface, direction=INGRESS, *, priority=None, netns=None,
         raise InputError(f"direction {direction!r}: use 'ingress' or 'egress'")
     if priority is not None and not 1 <= args.integer(priority, "priority") <= 0xFFFF:
         raise InputError(f"tc priority {priority} is not in 1..65535")
-    via = _via("netlink" if via == "auto" and priority is not None else via,
-               newer.TCX_KERNEL)
     if via == "link" and priority is not None:
         raise InputError("priority orders netlink filters; tcx links run in the order "
                          "they are attached (pass via='netlink' for a priority)")
+    via = _via("netlink" if via == "auto" and priority is not None else via, "tcx")
     with _entered(netns) as ns_key:
         ifindex, ifname = resolve_interface(iface, netns)
         where = _where(ifname, ifindex, netns)
@@ -403,20 +401,24 @@ def _unless(err):
             raise
 
 
-def _via(via, link_kernel):
-    """"link" or "netlink" for a via= argument; "auto" is a link from link_kernel on."""
+def _via(via, feature):
+    """"link" or "netlink" for a via= argument: "auto" is a link where the kernel has
+    the feature (pybpf.kernel.features), "link" on a kernel without one is a
+    NotSupportedError."""
     if via == "auto":
-        return "link" if release.kernel_version() >= link_kernel else "netlink"
+        return "link" if features.have(feature) else "netlink"
     if via not in ("link", "netlink"):
         raise InputError(f"via={via!r}: use 'link', 'netlink' or 'auto'")
+    if via == "link" and not features.have(feature):
+        raise features.missing(feature, f"via='link' needs {features.FEATURES[feature].description}",
+                               "pass via='netlink' (or via='auto', which picks netlink here)")
     return via
 
 
 def _tcx_hints(where):
     return {
-        errno.EINVAL: f"the kernel refused a tcx link on {where}: tcx links need Linux "
-                      f"{'.'.join(map(str, newer.TCX_KERNEL))}+ (this is "
-                      f"{release.kernel_release()}); pass via='netlink' for a tc filter",
+        errno.EINVAL: f"the kernel refused a tcx link on {where}; pass via='netlink' for "
+                      f"a tc filter",
         errno.EEXIST: f"this program is attached to that hook of {where} already",
         errno.EPERM: _PRIVILEGE_HINT,
     }

@@ -1,65 +1,43 @@
 """What the running kernel supports.
 
 ``probe()`` answers what ``bpftool feature probe kernel`` answers (which program types
-load, which map types can be created, which helpers each program type may call) and
-the tracing facts the e2BPF pipeline's backends depend on: kprobe and tracepoint
-support, whether ``copyout`` can be probed and overridden. Which backend works, and
-why not the others, is pybpf.filterreduce.backends' verdict over those facts (the
-``probe`` command prints both).
+load, which map types can be created, which helpers each program type may call), the
+feature tests pybpf itself decides by (:mod:`pybpf.kernel.features`: perf, cgroup and
+XDP links, tcx, batch operations, the probe PMUs, ...) and the tracing facts the e2BPF
+pipeline's backends depend on: kprobe and tracepoint support, whether ``copyout`` can
+be probed and overridden. Which backend works, and why not the others, is
+pybpf.filterreduce.backends' verdict over those facts (the ``probe`` command prints
+both).
 
 Every answer comes from asking the kernel: a program type "loads" when a minimal
 program of that type (``r0 = 0; exit``) is accepted, a helper is available to a type
-when the verifier does not refuse the call by name. Kernel facts that are files
-(/proc, /sys, tracefs, debugfs, the kernel config) are read by
-:mod:`pybpf.kernel.system`. Nothing is mounted unless ``probe(mount=True)`` asks.
+when the verifier does not refuse the call by name (the probe loads of the feature
+registry). Kernel facts that are files (/proc, /sys, tracefs, debugfs, the kernel
+config) are read by :mod:`pybpf.kernel` modules. Nothing is mounted unless
+``probe(mount=True)`` asks.
 """
 import dataclasses
 import errno
 import functools
 import os
-import re
 import time
 from typing import Dict, List, Optional
 
-from . import asm
 from .btf.probe import probe_blob_base
 from .errors import BPFError
 from .kernel import bpf as kbpf
-from .kernel import btffiles, cpus, files, kconfig, mounts, release, security, sysctl
+from .kernel import btffiles, cpus, features, files, kconfig, mounts, release, security, sysctl
 from .kernel.kallsyms import kallsyms_types
 from .kernel.pmu import pmu_type
 from .kernel.tracefs import tracepoint_exists
-from .kernel.constants import (BPF_F_NO_PREALLOC, BPF_F_SLEEPABLE, AttachType, HelperId,
-                               MapType, ProgType)
+from .kernel.constants import BPF_F_NO_PREALLOC, AttachType, HelperId, MapType, ProgType
 from .errors import ENOTSUPP
-from .programs import Program
 
 COPYOUT = "copyout"
-
-# The verifier's words for "this program type may not call this helper": older kernels
-# say "unknown func NAME#ID", newer ones (6.18 here) "program of this type cannot use
-# helper NAME#ID"; "invalid func" means the kernel does not know the helper id at all.
-_REFUSED = ("invalid func ", "unknown func ", "cannot use helper ")
-_UNKNOWN_ID = "invalid func "
-_CALL_NAME = re.compile(r"call (\w+)#(\d+)")
-
-# Verifier log room per probe load. The refusal is one short line near the end of a
-# log of a few hundred bytes; kernels before 6.4 keep a log's head and answer ENOSPC
-# when it overflows, which Program.load retries with a larger buffer.
-_LOG_SIZE = 1024
 
 # Verifying a call to these writes to the kernel log (trace_printk's banner,
 # bpf_probe_write_user's warning), so like bpftool they are probed only when asked.
 NOISY_HELPERS = (HelperId.trace_printk, HelperId.trace_vprintk, HelperId.probe_write_user)
-
-# Load attributes a minimal program of these types needs to be accepted at all.
-_LOAD_OPTIONS = {
-    ProgType.CGROUP_SOCK_ADDR: {"expected_attach_type": AttachType.CGROUP_INET4_CONNECT},
-    ProgType.CGROUP_SOCKOPT: {"expected_attach_type": AttachType.CGROUP_GETSOCKOPT},
-    ProgType.SK_LOOKUP: {"expected_attach_type": AttachType.SK_LOOKUP},
-    ProgType.LIRC_MODE2: {"expected_attach_type": AttachType.LIRC_MODE2},
-    ProgType.SYSCALL: {"flags": BPF_F_SLEEPABLE},  # syscall programs must be sleepable
-}
 
 # Types that load only with a BTF attach target (a kernel function, a struct_ops
 # member, another program). Loading one with a target that cannot be valid (BTF type 1
@@ -167,6 +145,8 @@ class ProbeResult:
     helpers: Optional[HelperMatrix]  # None when probe(helpers=False)
     seconds: Dict[str, float]
     mounted: List[str]  # what probe(mount=True) mounted
+    # pybpf.kernel.features.report(): the feature tests pybpf itself decides by
+    features: Dict[str, dict] = dataclasses.field(default_factory=dict)
 
     def to_dict(self):
         """The JSON document of ``python -m pybpf probe --json``."""
@@ -178,6 +158,7 @@ class ProbeResult:
             "helpers": self.helpers.to_dict() if self.helpers else None,
             "seconds": self.seconds,
             "mounted": self.mounted,
+            "features": self.features,
         }
 
 
@@ -219,25 +200,13 @@ def _refusal(e):
 
 # ---- program types ------------------------------------------------------------------
 
-def _load(ptype, insns, options, log_level=1):
-    """Load and close; returns None on success, else the BPFError."""
-    try:
-        Program.load(ptype, insns, log_level=log_level, log_size=_LOG_SIZE, **options).close()
-    except BPFError as e:
-        return e
-    return None
-
-
-_RET0 = [asm.mov64(0, 0), asm.exit()]
-
-
 def probe_program_type(ptype):
     """Whether a minimal program of ptype loads. For the types in _BTF_TARGET the
     expected refusal counts as "loads": the kernel knows the type."""
     ptype = ProgType(ptype)
     options, proof, needs_log = _BTF_TARGET.get(
-        ptype, (_LOAD_OPTIONS.get(ptype, {}), None, False))
-    e = _load(ptype, _RET0, options)
+        ptype, (features.LOAD_OPTIONS.get(ptype, {}), None, False))
+    e = features.probe_load(ptype, features.RET0, options)
     if e is None:
         return TypeSupport(True)
     if proof is not None and e.errno == proof and (e.log.strip() or not needs_log):
@@ -284,25 +253,6 @@ def probe_map_type(mtype):
 # ---- helpers ------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
-def _calling(helper_id):
-    """``call helper_id; exit`` as bytes, encoded once for all program types."""
-    return asm.encode([asm.call(helper_id), asm.exit()])
-
-
-def _helper_answer(ptype, helper_id, log_level=1):
-    """(available, kernel's name or None). A refusal by name means "not for this type";
-    any other outcome (loaded, or refused for its arguments) means the verifier found a
-    definition of the helper for this program type."""
-    e = _load(ptype, _calling(int(helper_id)), _LOAD_OPTIONS.get(ptype, {}), log_level)
-    if e is None:
-        return True, None
-    log = getattr(e, "log", "")
-    named = _CALL_NAME.search(log)
-    name = named.group(1) if named else None
-    return not any(word in log for word in _REFUSED), name
-
-
-@functools.lru_cache(maxsize=None)
 def helper_supported(ptype, helper_id):
     """(True/False, detail): whether programs of ptype may call the helper here, from
     one probe load per process. False when the program type itself does not load."""
@@ -310,7 +260,7 @@ def helper_supported(ptype, helper_id):
     support = probe_program_type(ptype)
     if not support.available:
         return False, f"{ptype.name.lower()} programs do not load: {support.detail}"
-    ok, _ = _helper_answer(ptype, helper_id)
+    ok, _ = features.helper_answer(ptype, helper_id)
     return ok, "refused by the verifier" if not ok else "available"
 
 
@@ -323,11 +273,11 @@ def _newer_helpers(first_id, ptype=ProgType.SOCKET_FILTER, limit=64):
     """
     found = {}
     for helper_id in range(first_id, first_id + limit):
-        e = _load(ptype, _calling(helper_id), {}, log_level=2)
+        e = features.probe_load(ptype, features.calling(helper_id), {}, log_level=2)
         log = getattr(e, "log", "") if e is not None else ""
-        if e is not None and _UNKNOWN_ID in log:
+        if e is not None and features.UNKNOWN_ID in log:
             break
-        named = _CALL_NAME.search(log)
+        named = features.CALL_NAME.search(log)
         found[helper_id] = named.group(1) if named else f"helper_{helper_id}"
     return found
 
@@ -361,7 +311,7 @@ def probe_helpers(program_types, full=False):
         if ptype in _BTF_TARGET:
             matrix.not_probed[tname] = "programs of this type need a BTF attach target"
             continue
-        matrix.available[tname] = [names[int(h)] for h in ids if _helper_answer(ptype, h)[0]]
+        matrix.available[tname] = [names[int(h)] for h in ids if features.helper_answer(ptype, h)[0]]
         matrix.loads += len(ids)
     matrix.seconds = time.perf_counter() - started
     return matrix
@@ -525,5 +475,7 @@ def probe(helpers=True, full=False, mount=False, symbol=COPYOUT):
     matrix = probe_helpers(prog_types, full) if helpers else None
     seconds["helpers"] = matrix.seconds if matrix else 0.0
     kernel, tracing = probe_kernel(), probe_tracing(symbol)
+    found = features.report(mount=mount)
     seconds["total"] = time.perf_counter() - started
-    return ProbeResult(kernel, tracing, prog_types, map_types, matrix, seconds, mounted)
+    return ProbeResult(kernel, tracing, prog_types, map_types, matrix, seconds, mounted,
+                       found)

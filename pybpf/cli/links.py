@@ -8,7 +8,7 @@ then remains, attached to nothing, until its last fd and pin are gone).
 import errno
 import sys
 
-from ..errors import BPFError, InputError
+from ..errors import BPFError, InputError, NotSupportedError
 from ..links import BpfLink, iter_links
 from ..programs import Program
 from . import emit_json
@@ -78,9 +78,7 @@ def link_detach(args):
         info = link.info()
         try:
             link.detach()
-        except BPFError as e:
-            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                raise
+        except NotSupportedError:
             kind = info.to_dict()["type"]
             print(f"pybpf link detach: {kind} links cannot be detached by the kernel; "
                   f"close every fd of link {info.id} and remove its pins instead",

@@ -118,7 +118,7 @@ def _words(words, indent=_INDENT):
 
 def format_text(report, verbose=False):
     result = report.result
-    sections = [_summary(report), _kernel(result), _tracing(result),
+    sections = [_summary(report), _kernel(result), _features(result), _tracing(result),
                 _types("Program types", "load", result.program_types),
                 _types("Map types", "can be created", result.map_types),
                 _helpers(result.helpers, verbose)]
@@ -164,6 +164,18 @@ def _kernel(result):
         ("privileged", "yes (CAP_BPF or CAP_SYS_ADMIN)" if k["privileged"] else "no"),
         ("lockdown", k["lockdown"]["detail"]),
     ])
+
+
+def _features(result):
+    """The feature tests pybpf decides by, one row each (none: not probed)."""
+    if not result.features:
+        return []
+    rows = []
+    for name, f in result.features.items():
+        since = f" (Linux {f['minimum']}+)" if f["minimum"] else ""
+        rows.append((name, f"{_yes_no(f['available'])}: {f['description']}{since}"
+                     + (f"; {f['detail']}" if f["detail"] else "")))
+    return ["Kernel features"] + _rows(rows)
 
 
 def _mounted(path, fstype, target=None):

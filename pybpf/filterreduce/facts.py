@@ -1,17 +1,17 @@
 """What the backends' verdicts need to know about a kernel, gathered in one place.
 
 :func:`gather` reads the running kernel (procfs, sysfs, tracefs, debugfs, the kernel
-config, and a few tiny probe loads for helpers); the verdicts in backends.py are
-plain functions of a :class:`Facts`, so the reasoning for kernels other than the
-running one (a patched kernel, Debian's stock 6.1) is tested without them.
+config, and the feature registry's probe loads for helpers and the kprobe PMU); the
+verdicts in backends.py are plain functions of a :class:`Facts`, so the reasoning for
+kernels other than the running one (a patched kernel, Debian's stock 6.1) is tested
+without them.
 """
 import dataclasses
 import os
 from typing import Dict, Optional, Tuple
 
-from ..kernel import files, kconfig, mounts, release, security
+from ..kernel import features, files, kconfig, mounts, release, security
 from ..kernel.kallsyms import kallsyms_types
-from ..kernel.pmu import pmu_type
 from ..kernel.tracefs import tracepoint_exists
 from ..kernel.constants import HelperId, ProgType
 
@@ -69,14 +69,13 @@ def gather(mount=True):
     and debugfs are mounted first when they exist and are not: attaching needs
     tracefs anyway, and debugfs holds the kprobe blacklist and the error-injection
     list. Without, what they would tell is unknown (None)."""
-    from ..probe import helper_supported
     privileged = security.has_bpf_privilege()
     mount = mount and privileged
     tracefs = mounts.find_tracefs() or (_mounted("tracefs", mounts.TRACEFS_PATHS[0])
                                         if mount else None)
     debugfs = _mounted("debugfs", mounts.DEBUGFS_PATH) if mount else \
         mounts.mount_point("debugfs")
-    kprobes = pmu_type("kprobe") is not None or bool(
+    kprobes = features.have("kprobe_pmu") or bool(
         tracefs and os.path.exists(os.path.join(tracefs, "kprobe_events")))
     if not kprobes and kconfig.config_enabled("CONFIG_KPROBES") is None and not tracefs:
         kprobes = None
@@ -97,7 +96,7 @@ def gather(mount=True):
     helpers = {}
     if privileged:
         for ptype, helper in HELPERS:
-            helpers[(int(ptype), int(helper))] = helper_supported(ptype, helper)[0]
+            helpers[(int(ptype), int(helper))] = features.have_helper(ptype, helper)
     return Facts(release=release.kernel_release(), privileged=privileged, kprobes=kprobes,
                  syscall_tracepoints=syscall_tracepoints, symbols=symbols, config={c: kconfig.config_enabled(c) for c in CONFIG},
                  helpers=helpers)

@@ -3,17 +3,18 @@
 On those kernels the default limit (64 KiB to 8 MiB) makes map creation fail with
 EPERM for no reason a user could guess, so pybpf lifts it once per process, as
 libbpf does; kernels that charge BPF memory to the memory cgroup instead are left
-alone.
+alone. Which kind this kernel is comes from a feature test, not its version.
 """
 import functools
 import resource
 
-from .release import kernel_version
+from . import features
 
 
 def memlock_accounting_is_rlimit():
-    """Before 5.11, BPF memory was charged to RLIMIT_MEMLOCK instead of the memcg."""
-    return kernel_version() < (5, 11)
+    """Whether this kernel charges BPF memory to RLIMIT_MEMLOCK (before 5.11), not to
+    the memory cgroup."""
+    return not features.have("memcg_accounting")
 
 
 @functools.lru_cache(maxsize=None)

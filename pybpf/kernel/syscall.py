@@ -142,8 +142,8 @@ def privilege_hint(err, tracing=False):
                      f"processes without CAP_BPF")
         return hint
     if memlock.memlock_accounting_is_rlimit():
-        return (f"kernel {release.kernel_release()} (< 5.11) charges BPF memory to "
-                f"RLIMIT_MEMLOCK; raise it (`ulimit -l unlimited`)")
+        return (f"kernel {release.kernel_release()} charges BPF memory to RLIMIT_MEMLOCK "
+                f"(memcg accounting came in 5.11); raise it (`ulimit -l unlimited`)")
     if security.lockdown_mode() in ("integrity", "confidentiality"):
         return (f"kernel lockdown is {security.lockdown_mode()!r}; it refuses some helpers "
                 f"(bpf_probe_write_user, and in confidentiality mode bpf_probe_read*)")

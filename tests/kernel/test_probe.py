@@ -13,7 +13,7 @@ import pybpf
 from pybpf import probe
 from pybpf.cli import main
 from pybpf.filterreduce import backends, facts
-from pybpf.kernel import system
+from pybpf.kernel import features, system
 from pybpf.kernel.constants import HelperId, ProgType
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(pybpf.__file__)))
@@ -93,7 +93,8 @@ def test_helpers_agree_with_bpftool_but_for_the_new_verifier_wording(result, bpf
 
 
 def _refusal_log(ptype, helper_id):
-    e = probe._load(ptype, probe._calling(int(helper_id)), probe._LOAD_OPTIONS.get(ptype, {}))
+    e = features.probe_load(ptype, features.calling(int(helper_id)),
+                            features.LOAD_OPTIONS.get(ptype))
     return e.log if e is not None else "(loaded)"
 
 
@@ -281,7 +282,11 @@ def test_json_schema(result):
                          check=True, capture_output=True, text=True).stdout
     doc = json.loads(out)
     assert set(doc) == {"kernel", "tracing", "program_types", "map_types", "helpers",
-                        "pipeline", "seconds", "mounted"}
+                        "pipeline", "seconds", "mounted", "features"}
+    assert set(doc["features"]) == set(features.FEATURES)
+    for name, found in doc["features"].items():
+        assert set(found) == {"available", "minimum", "description", "detail"}, name
+        assert found["available"] in (True, False, None) and found["description"], name
     kernel = doc["kernel"]
     assert isinstance(kernel["release"], str) and len(kernel["version"]) == 3
     assert _is_answer(kernel["btf"]) and _is_answer(kernel["jit"])
