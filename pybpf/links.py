@@ -132,9 +132,10 @@ def _attach_name(value):
 
 
 def attach_raw_tracepoint(program, name):
-    """Attach a raw_tracepoint program to the tracepoint called name (e.g. "sys_enter")."""
-    return BpfLink(kbpf.raw_tracepoint_open(name, program.fd), program,
-                   f"raw_tracepoint/{name}")
+    """pybpf.attach.attach_raw_tracepoint, still importable from here, where it was
+    first (imported when called: pybpf.attach builds on this module)."""
+    from .attach.raw_tracepoint import attach_raw_tracepoint as attach_raw
+    return attach_raw(program, name)
 
 
 def iter_links():

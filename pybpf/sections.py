@@ -1,9 +1,13 @@
-"""What an ELF section name says about the program in it.
+"""What an ELF section name says about the program in it: the one section table.
 
 clang-built objects name each program's section after its hook, following libbpf's
 conventions (``SEC("kprobe/do_sys_open")``, ``SEC("xdp")``, ``SEC("tp/syscalls/...")``).
-This module maps a section name to the program type, expected attach type and the
-attach target written after the prefix. The table is data: one row per convention.
+This module maps a section name to the program type, expected attach type, load
+flags, the attach target written after the prefix, and how :func:`pybpf.attach.attach`
+attaches it: the hook module of pybpf.attach whose ``attach_section()`` does (as
+libbpf's section_defs[] name their prog_attach_fn), or why attach() does not. The
+table is data, one row per convention, so a new hook kind is one row here and one
+module in pybpf/attach/. tests/unit/test_sections.py holds it to libbpf's.
 
 Matching rules (the ones libbpf 1.x applies, so an object means the same to both):
 a row whose prefix ends in ``+`` matches the bare prefix or the prefix followed by
@@ -21,89 +25,127 @@ SLEEPABLE = 1      # BPF_F_SLEEPABLE at load
 ATTACH_BTF = 2     # the target names a kernel BTF type (fentry, lsm, tp_btf, iter)
 XDP_FRAGS = 4      # BPF_F_XDP_HAS_FRAGS at load
 
+
+@dataclasses.dataclass(frozen=True)
+class Elsewhere:
+    """The hook of a row that attach() does not attach: why, and what does."""
+    reason: str
+
+
+_SOCKET = Elsewhere("socket filters are not attached to a hook: attach with "
+                    "sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF (50), program.fd)")
+_SK_REUSEPORT = Elsewhere("sk_reuseport programs attach to a socket: sock.setsockopt("
+                          "SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF (52), program.fd)")
+_SK_SKB = Elsewhere("sk_skb programs attach to a sockmap/sockhash (BPF_PROG_ATTACH with "
+                    "the map's fd), not to a hook")
+_SK_MSG = Elsewhere("sk_msg programs attach to a sockmap/sockhash (BPF_PROG_ATTACH with "
+                    "the map's fd), not to a hook")
+_FREPLACE = Elsewhere("freplace programs replace a function of another loaded program; "
+                      "attach them with BPF_LINK_CREATE naming that program")
+_ITER = Elsewhere("iterators are not attached to a hook: create a link for them and "
+                  "read it")
+_SYSCALL = Elsewhere("syscall programs are run with program.test_run(), not attached")
+_STRUCT_OPS = Elsewhere("struct_ops programs are registered through their struct_ops map")
+_USDT = Elsewhere("USDT probes need the note section of the binary; attach_uprobe() at "
+                  "the probe's address (and ref_ctr_offset for its semaphore) instead")
+_ACTION = Elsewhere("tc actions are installed with `tc action`, not attached by pybpf")
+_LIRC = Elsewhere("lirc_mode2 programs attach to a /dev/lircN device (BPF_PROG_ATTACH)")
+_FLOW_DISSECTOR = Elsewhere("flow dissectors attach to a network namespace "
+                            "(BPF_PROG_ATTACH with the netns fd)")
+_SK_LOOKUP = Elsewhere("sk_lookup programs attach to a network namespace "
+                       "(BPF_LINK_CREATE with the netns fd)")
+_LWT = Elsewhere("lightweight tunnel programs are installed on a route "
+                 "(`ip route add ... encap bpf in|out|xmit obj FILE section NAME`)")
+_KPROBE_MULTI = Elsewhere("kprobe.multi sections need BPF_TRACE_KPROBE_MULTI links, which "
+                          "attach() does not create yet; attach the program to each "
+                          "function with attach_kprobe()")
+_XDP_MAP = Elsewhere("xdp/devmap and xdp/cpumap programs run from a devmap/cpumap entry: "
+                     "store the program fd in the map value, do not attach it")
+
 _ROWS = [
-    # prefix, program type, expected attach type, flags
-    ("socket", P.SOCKET_FILTER, None, 0),
-    ("sk_reuseport/migrate", P.SK_REUSEPORT, A.SK_REUSEPORT_SELECT_OR_MIGRATE, 0),
-    ("sk_reuseport", P.SK_REUSEPORT, A.SK_REUSEPORT_SELECT, 0),
-    ("kprobe+", P.KPROBE, None, 0),
-    ("kretprobe+", P.KPROBE, None, 0),
-    ("uprobe+", P.KPROBE, None, 0),
-    ("uprobe.s+", P.KPROBE, None, SLEEPABLE),
-    ("uretprobe+", P.KPROBE, None, 0),
-    ("uretprobe.s+", P.KPROBE, None, SLEEPABLE),
-    ("kprobe.multi+", P.KPROBE, A.TRACE_KPROBE_MULTI, 0),
-    ("kretprobe.multi+", P.KPROBE, A.TRACE_KPROBE_MULTI, 0),
-    ("ksyscall+", P.KPROBE, None, 0),
-    ("kretsyscall+", P.KPROBE, None, 0),
-    ("usdt+", P.KPROBE, None, 0),
-    ("tc", P.SCHED_CLS, None, 0),
-    ("classifier", P.SCHED_CLS, None, 0),
-    ("action", P.SCHED_ACT, None, 0),
-    ("tracepoint+", P.TRACEPOINT, None, 0),
-    ("tp+", P.TRACEPOINT, None, 0),
-    ("raw_tracepoint+", P.RAW_TRACEPOINT, None, 0),
-    ("raw_tp+", P.RAW_TRACEPOINT, None, 0),
-    ("raw_tracepoint.w+", P.RAW_TRACEPOINT_WRITABLE, None, 0),
-    ("raw_tp.w+", P.RAW_TRACEPOINT_WRITABLE, None, 0),
-    ("tp_btf+", P.TRACING, A.TRACE_RAW_TP, ATTACH_BTF),
-    ("fentry+", P.TRACING, A.TRACE_FENTRY, ATTACH_BTF),
-    ("fmod_ret+", P.TRACING, A.MODIFY_RETURN, ATTACH_BTF),
-    ("fexit+", P.TRACING, A.TRACE_FEXIT, ATTACH_BTF),
-    ("fentry.s+", P.TRACING, A.TRACE_FENTRY, ATTACH_BTF | SLEEPABLE),
-    ("fmod_ret.s+", P.TRACING, A.MODIFY_RETURN, ATTACH_BTF | SLEEPABLE),
-    ("fexit.s+", P.TRACING, A.TRACE_FEXIT, ATTACH_BTF | SLEEPABLE),
-    ("freplace+", P.EXT, None, ATTACH_BTF),
-    ("lsm+", P.LSM, A.LSM_MAC, ATTACH_BTF),
-    ("lsm.s+", P.LSM, A.LSM_MAC, ATTACH_BTF | SLEEPABLE),
-    ("lsm_cgroup+", P.LSM, A.LSM_CGROUP, ATTACH_BTF),
-    ("iter+", P.TRACING, A.TRACE_ITER, ATTACH_BTF),
-    ("iter.s+", P.TRACING, A.TRACE_ITER, ATTACH_BTF | SLEEPABLE),
-    ("syscall", P.SYSCALL, None, SLEEPABLE),
-    ("xdp.frags/devmap", P.XDP, A.XDP_DEVMAP, XDP_FRAGS),
-    ("xdp/devmap", P.XDP, A.XDP_DEVMAP, 0),
-    ("xdp.frags/cpumap", P.XDP, A.XDP_CPUMAP, XDP_FRAGS),
-    ("xdp/cpumap", P.XDP, A.XDP_CPUMAP, 0),
-    ("xdp.frags", P.XDP, A.XDP, XDP_FRAGS),
-    ("xdp", P.XDP, A.XDP, 0),
-    ("perf_event", P.PERF_EVENT, None, 0),
-    ("lwt_in", P.LWT_IN, None, 0),
-    ("lwt_out", P.LWT_OUT, None, 0),
-    ("lwt_xmit", P.LWT_XMIT, None, 0),
-    ("lwt_seg6local", P.LWT_SEG6LOCAL, None, 0),
-    ("sockops", P.SOCK_OPS, A.CGROUP_SOCK_OPS, 0),
-    ("sk_skb/stream_parser", P.SK_SKB, A.SK_SKB_STREAM_PARSER, 0),
-    ("sk_skb/stream_verdict", P.SK_SKB, A.SK_SKB_STREAM_VERDICT, 0),
-    ("sk_skb", P.SK_SKB, None, 0),
-    ("sk_msg", P.SK_MSG, A.SK_MSG_VERDICT, 0),
-    ("lirc_mode2", P.LIRC_MODE2, A.LIRC_MODE2, 0),
-    ("flow_dissector", P.FLOW_DISSECTOR, A.FLOW_DISSECTOR, 0),
-    ("cgroup_skb/ingress", P.CGROUP_SKB, A.CGROUP_INET_INGRESS, 0),
-    ("cgroup_skb/egress", P.CGROUP_SKB, A.CGROUP_INET_EGRESS, 0),
-    ("cgroup/skb", P.CGROUP_SKB, None, 0),
-    ("cgroup/sock_create", P.CGROUP_SOCK, A.CGROUP_INET_SOCK_CREATE, 0),
-    ("cgroup/sock_release", P.CGROUP_SOCK, A.CGROUP_INET_SOCK_RELEASE, 0),
-    ("cgroup/sock", P.CGROUP_SOCK, A.CGROUP_INET_SOCK_CREATE, 0),
-    ("cgroup/post_bind4", P.CGROUP_SOCK, A.CGROUP_INET4_POST_BIND, 0),
-    ("cgroup/post_bind6", P.CGROUP_SOCK, A.CGROUP_INET6_POST_BIND, 0),
-    ("cgroup/bind4", P.CGROUP_SOCK_ADDR, A.CGROUP_INET4_BIND, 0),
-    ("cgroup/bind6", P.CGROUP_SOCK_ADDR, A.CGROUP_INET6_BIND, 0),
-    ("cgroup/connect4", P.CGROUP_SOCK_ADDR, A.CGROUP_INET4_CONNECT, 0),
-    ("cgroup/connect6", P.CGROUP_SOCK_ADDR, A.CGROUP_INET6_CONNECT, 0),
-    ("cgroup/sendmsg4", P.CGROUP_SOCK_ADDR, A.CGROUP_UDP4_SENDMSG, 0),
-    ("cgroup/sendmsg6", P.CGROUP_SOCK_ADDR, A.CGROUP_UDP6_SENDMSG, 0),
-    ("cgroup/recvmsg4", P.CGROUP_SOCK_ADDR, A.CGROUP_UDP4_RECVMSG, 0),
-    ("cgroup/recvmsg6", P.CGROUP_SOCK_ADDR, A.CGROUP_UDP6_RECVMSG, 0),
-    ("cgroup/getpeername4", P.CGROUP_SOCK_ADDR, A.CGROUP_INET4_GETPEERNAME, 0),
-    ("cgroup/getpeername6", P.CGROUP_SOCK_ADDR, A.CGROUP_INET6_GETPEERNAME, 0),
-    ("cgroup/getsockname4", P.CGROUP_SOCK_ADDR, A.CGROUP_INET4_GETSOCKNAME, 0),
-    ("cgroup/getsockname6", P.CGROUP_SOCK_ADDR, A.CGROUP_INET6_GETSOCKNAME, 0),
-    ("cgroup/sysctl", P.CGROUP_SYSCTL, A.CGROUP_SYSCTL, 0),
-    ("cgroup/getsockopt", P.CGROUP_SOCKOPT, A.CGROUP_GETSOCKOPT, 0),
-    ("cgroup/setsockopt", P.CGROUP_SOCKOPT, A.CGROUP_SETSOCKOPT, 0),
-    ("cgroup/dev", P.CGROUP_DEVICE, A.CGROUP_DEVICE, 0),
-    ("struct_ops+", P.STRUCT_OPS, None, 0),
-    ("sk_lookup", P.SK_LOOKUP, A.SK_LOOKUP, 0),
+    # prefix, program type, expected attach type, flags, hook (a pybpf.attach module)
+    ("socket", P.SOCKET_FILTER, None, 0, _SOCKET),
+    ("sk_reuseport/migrate", P.SK_REUSEPORT, A.SK_REUSEPORT_SELECT_OR_MIGRATE, 0,
+     _SK_REUSEPORT),
+    ("sk_reuseport", P.SK_REUSEPORT, A.SK_REUSEPORT_SELECT, 0, _SK_REUSEPORT),
+    ("kprobe+", P.KPROBE, None, 0, "kprobe"),
+    ("kretprobe+", P.KPROBE, None, 0, "kprobe"),
+    ("uprobe+", P.KPROBE, None, 0, "uprobe"),
+    ("uprobe.s+", P.KPROBE, None, SLEEPABLE, "uprobe"),
+    ("uretprobe+", P.KPROBE, None, 0, "uprobe"),
+    ("uretprobe.s+", P.KPROBE, None, SLEEPABLE, "uprobe"),
+    ("kprobe.multi+", P.KPROBE, A.TRACE_KPROBE_MULTI, 0, _KPROBE_MULTI),
+    ("kretprobe.multi+", P.KPROBE, A.TRACE_KPROBE_MULTI, 0, _KPROBE_MULTI),
+    ("ksyscall+", P.KPROBE, None, 0, "kprobe"),
+    ("kretsyscall+", P.KPROBE, None, 0, "kprobe"),
+    ("usdt+", P.KPROBE, None, 0, _USDT),
+    ("tc", P.SCHED_CLS, None, 0, "tc"),
+    ("classifier", P.SCHED_CLS, None, 0, "tc"),
+    ("action", P.SCHED_ACT, None, 0, _ACTION),
+    ("tracepoint+", P.TRACEPOINT, None, 0, "tracepoint"),
+    ("tp+", P.TRACEPOINT, None, 0, "tracepoint"),
+    ("raw_tracepoint+", P.RAW_TRACEPOINT, None, 0, "raw_tracepoint"),
+    ("raw_tp+", P.RAW_TRACEPOINT, None, 0, "raw_tracepoint"),
+    ("raw_tracepoint.w+", P.RAW_TRACEPOINT_WRITABLE, None, 0, "raw_tracepoint"),
+    ("raw_tp.w+", P.RAW_TRACEPOINT_WRITABLE, None, 0, "raw_tracepoint"),
+    ("tp_btf+", P.TRACING, A.TRACE_RAW_TP, ATTACH_BTF, "tracing"),
+    ("fentry+", P.TRACING, A.TRACE_FENTRY, ATTACH_BTF, "tracing"),
+    ("fmod_ret+", P.TRACING, A.MODIFY_RETURN, ATTACH_BTF, "tracing"),
+    ("fexit+", P.TRACING, A.TRACE_FEXIT, ATTACH_BTF, "tracing"),
+    ("fentry.s+", P.TRACING, A.TRACE_FENTRY, ATTACH_BTF | SLEEPABLE, "tracing"),
+    ("fmod_ret.s+", P.TRACING, A.MODIFY_RETURN, ATTACH_BTF | SLEEPABLE, "tracing"),
+    ("fexit.s+", P.TRACING, A.TRACE_FEXIT, ATTACH_BTF | SLEEPABLE, "tracing"),
+    ("freplace+", P.EXT, None, ATTACH_BTF, _FREPLACE),
+    ("lsm+", P.LSM, A.LSM_MAC, ATTACH_BTF, "tracing"),
+    ("lsm.s+", P.LSM, A.LSM_MAC, ATTACH_BTF | SLEEPABLE, "tracing"),
+    ("lsm_cgroup+", P.LSM, A.LSM_CGROUP, ATTACH_BTF, "cgroup"),
+    ("iter+", P.TRACING, A.TRACE_ITER, ATTACH_BTF, _ITER),
+    ("iter.s+", P.TRACING, A.TRACE_ITER, ATTACH_BTF | SLEEPABLE, _ITER),
+    ("syscall", P.SYSCALL, None, SLEEPABLE, _SYSCALL),
+    ("xdp.frags/devmap", P.XDP, A.XDP_DEVMAP, XDP_FRAGS, _XDP_MAP),
+    ("xdp/devmap", P.XDP, A.XDP_DEVMAP, 0, _XDP_MAP),
+    ("xdp.frags/cpumap", P.XDP, A.XDP_CPUMAP, XDP_FRAGS, _XDP_MAP),
+    ("xdp/cpumap", P.XDP, A.XDP_CPUMAP, 0, _XDP_MAP),
+    ("xdp.frags", P.XDP, A.XDP, XDP_FRAGS, "xdp"),
+    ("xdp", P.XDP, A.XDP, 0, "xdp"),
+    ("perf_event", P.PERF_EVENT, None, 0, "perf_event"),
+    ("lwt_in", P.LWT_IN, None, 0, _LWT),
+    ("lwt_out", P.LWT_OUT, None, 0, _LWT),
+    ("lwt_xmit", P.LWT_XMIT, None, 0, _LWT),
+    ("lwt_seg6local", P.LWT_SEG6LOCAL, None, 0, _LWT),
+    ("sockops", P.SOCK_OPS, A.CGROUP_SOCK_OPS, 0, "cgroup"),
+    ("sk_skb/stream_parser", P.SK_SKB, A.SK_SKB_STREAM_PARSER, 0, _SK_SKB),
+    ("sk_skb/stream_verdict", P.SK_SKB, A.SK_SKB_STREAM_VERDICT, 0, _SK_SKB),
+    ("sk_skb", P.SK_SKB, None, 0, _SK_SKB),
+    ("sk_msg", P.SK_MSG, A.SK_MSG_VERDICT, 0, _SK_MSG),
+    ("lirc_mode2", P.LIRC_MODE2, A.LIRC_MODE2, 0, _LIRC),
+    ("flow_dissector", P.FLOW_DISSECTOR, A.FLOW_DISSECTOR, 0, _FLOW_DISSECTOR),
+    ("cgroup_skb/ingress", P.CGROUP_SKB, A.CGROUP_INET_INGRESS, 0, "cgroup"),
+    ("cgroup_skb/egress", P.CGROUP_SKB, A.CGROUP_INET_EGRESS, 0, "cgroup"),
+    ("cgroup/skb", P.CGROUP_SKB, None, 0, "cgroup"),
+    ("cgroup/sock_create", P.CGROUP_SOCK, A.CGROUP_INET_SOCK_CREATE, 0, "cgroup"),
+    ("cgroup/sock_release", P.CGROUP_SOCK, A.CGROUP_INET_SOCK_RELEASE, 0, "cgroup"),
+    ("cgroup/sock", P.CGROUP_SOCK, A.CGROUP_INET_SOCK_CREATE, 0, "cgroup"),
+    ("cgroup/post_bind4", P.CGROUP_SOCK, A.CGROUP_INET4_POST_BIND, 0, "cgroup"),
+    ("cgroup/post_bind6", P.CGROUP_SOCK, A.CGROUP_INET6_POST_BIND, 0, "cgroup"),
+    ("cgroup/bind4", P.CGROUP_SOCK_ADDR, A.CGROUP_INET4_BIND, 0, "cgroup"),
+    ("cgroup/bind6", P.CGROUP_SOCK_ADDR, A.CGROUP_INET6_BIND, 0, "cgroup"),
+    ("cgroup/connect4", P.CGROUP_SOCK_ADDR, A.CGROUP_INET4_CONNECT, 0, "cgroup"),
+    ("cgroup/connect6", P.CGROUP_SOCK_ADDR, A.CGROUP_INET6_CONNECT, 0, "cgroup"),
+    ("cgroup/sendmsg4", P.CGROUP_SOCK_ADDR, A.CGROUP_UDP4_SENDMSG, 0, "cgroup"),
+    ("cgroup/sendmsg6", P.CGROUP_SOCK_ADDR, A.CGROUP_UDP6_SENDMSG, 0, "cgroup"),
+    ("cgroup/recvmsg4", P.CGROUP_SOCK_ADDR, A.CGROUP_UDP4_RECVMSG, 0, "cgroup"),
+    ("cgroup/recvmsg6", P.CGROUP_SOCK_ADDR, A.CGROUP_UDP6_RECVMSG, 0, "cgroup"),
+    ("cgroup/getpeername4", P.CGROUP_SOCK_ADDR, A.CGROUP_INET4_GETPEERNAME, 0, "cgroup"),
+    ("cgroup/getpeername6", P.CGROUP_SOCK_ADDR, A.CGROUP_INET6_GETPEERNAME, 0, "cgroup"),
+    ("cgroup/getsockname4", P.CGROUP_SOCK_ADDR, A.CGROUP_INET4_GETSOCKNAME, 0, "cgroup"),
+    ("cgroup/getsockname6", P.CGROUP_SOCK_ADDR, A.CGROUP_INET6_GETSOCKNAME, 0, "cgroup"),
+    ("cgroup/sysctl", P.CGROUP_SYSCTL, A.CGROUP_SYSCTL, 0, "cgroup"),
+    ("cgroup/getsockopt", P.CGROUP_SOCKOPT, A.CGROUP_GETSOCKOPT, 0, "cgroup"),
+    ("cgroup/setsockopt", P.CGROUP_SOCKOPT, A.CGROUP_SETSOCKOPT, 0, "cgroup"),
+    ("cgroup/dev", P.CGROUP_DEVICE, A.CGROUP_DEVICE, 0, "cgroup"),
+    ("struct_ops+", P.STRUCT_OPS, None, 0, _STRUCT_OPS),
+    ("sk_lookup", P.SK_LOOKUP, A.SK_LOOKUP, 0, _SK_LOOKUP),
 ]
 
 # Where an ATTACH_BTF target is found in kernel BTF: (BTF kind, name prefix).
@@ -125,10 +167,12 @@ class SectionDef:
     target: str             # what follows "prefix/" (function, tracepoint, ...), or ""
     flags: int
     autoload: bool          # False for "?"-prefixed sections
+    hook: object = None     # the pybpf.attach module that attaches it, or an Elsewhere
 
     @property
     def kind(self):
-        """The hook family, e.g. "kretprobe" for "kretprobe/x", used by attach."""
+        """The convention without its variant suffix: "kretprobe" for "kretprobe/x",
+        "xdp" for "xdp.frags". (Which hook attaches it is ``hook``.)"""
         return self.prefix.split(".")[0]
 
     def btf_target(self):
@@ -147,14 +191,14 @@ def parse(section):
     """SectionDef for a program section name; UnknownSectionError if none matches."""
     autoload = not section.startswith("?")
     name = section[1:] if not autoload else section
-    for prefix, ptype, eat, flags in _ROWS:
+    for prefix, ptype, eat, flags, hook in _ROWS:
         if prefix.endswith("+"):
             base = prefix[:-1]
             if name == base or name.startswith(base + "/"):
                 return SectionDef(section, base, ptype, eat, name[len(base) + 1:], flags,
-                                  autoload)
+                                  autoload, hook)
         elif name == prefix:
-            return SectionDef(section, prefix, ptype, eat, "", flags, autoload)
+            return SectionDef(section, prefix, ptype, eat, "", flags, autoload, hook)
     raise UnknownSectionError(
         f"section {section!r} holds a program but its name follows no known convention "
         f"(e.g. kprobe/FUNC, tracepoint/CATEGORY/NAME, xdp, tc, socket); rename it with "
@@ -163,3 +207,8 @@ def parse(section):
 
 def known_prefixes():
     return [p for p, *_ in _ROWS]
+
+
+def hooks():
+    """The hook modules the table names, in table order."""
+    return list(dict.fromkeys(row[4] for row in _ROWS if isinstance(row[4], str)))

@@ -209,20 +209,22 @@ def _attach(args, obj, name):
 
 def _options_for(sd, args, what):
     """The command line's options that apply to this section (attach() refuses the
-    others, and one object may hold XDP and tracing programs alike)."""
-    if sd.kind in ("xdp", "tc", "classifier"):
+    others, and one object may hold XDP and tracing programs alike): those its hook
+    takes (pybpf.attach.options_of)."""
+    from ..attach import options_of
+    taken, opts = options_of(sd), {}
+    if "iface" in taken:
         if not args.iface:
             raise _AttachError(f"{what} attaches to a network interface: pass --iface IF")
-        opts = {"iface": args.iface}
-        if sd.kind == "xdp":
-            opts["xdp_flags"] = _XDP_MODES[args.xdp_mode]
-        return opts
-    if sd.kind.startswith(("cgroup", "sockops", "lsm_cgroup")):
+        opts["iface"] = args.iface
+    if "xdp_flags" in taken:
+        opts["xdp_flags"] = _XDP_MODES[args.xdp_mode]
+    if "cgroup" in taken:
         if not args.cgroup:
             raise _AttachError(f"{what} attaches to a cgroup: pass --cgroup PATH (a cgroup "
                                f"v2 directory)")
-        return {"cgroup": args.cgroup}
-    return {}
+        opts["cgroup"] = args.cgroup
+    return opts
 
 
 class _AttachError(InputError):

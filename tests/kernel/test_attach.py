@@ -322,14 +322,14 @@ def test_forked_child_exit_leaves_the_parents_attachments(obj, target, cgroup):
     """A child forked while the parent holds attachments that outlive fds (a
     BPF_PROG_ATTACH cgroup attachment, a legacy probe) runs the exit clean-up, as
     sys.exit would, without detaching the parent's programs or removing its entry."""
-    import pybpf.attach as attach_module
+    from pybpf.attach import common
     prog = obj.programs["on_sock_create"]
     with attach_cgroup(prog, cgroup, use_link=False), \
             attach_uprobe(obj.programs["on_uprobe"], target, "probed", legacy=True) as up:
         pid = os.fork()
         if pid == 0:  # the child: never return into pytest
             try:
-                attach_module._at_exit()
+                common._at_exit()
             finally:
                 os._exit(0)
         assert os.waitpid(pid, 0)[1] == 0
@@ -338,13 +338,13 @@ def test_forked_child_exit_leaves_the_parents_attachments(obj, target, cgroup):
 
 
 def test_first_legacy_attach_cleans_up_stale_entries(obj, target):
-    import pybpf.attach as attach_module
+    from pybpf.attach import perflink
     proc = child("uprobe", "wait", target)
     name = proc.stdout.readline().strip()
     proc.kill()
     proc.wait()
     proc.stdout.close()
-    attach_module._legacy_started.clear()  # as in a fresh process
+    perflink._legacy_started.clear()  # as in a fresh process
     with attach_uprobe(obj.programs["on_uprobe"], target, "probed", legacy=True):
         assert name not in probe_names("uprobe")
 
