@@ -9,12 +9,13 @@ import functools
 
 
 class Function:
-    """A filter compiled from a Python function: keeps x when fn(x) is true."""
+    """A filter compiled from a Python function: keeps x when fn(x) is true. fn may
+    also be a jit.CompiledFunction (e.g. from jit.compile(name, source=...))."""
 
     def __init__(self, fn):
         from .. import jit
-        self.fn = fn
-        self.compiled = jit.compile(fn)
+        self.compiled = fn if isinstance(fn, jit.CompiledFunction) else jit.compile(fn)
+        self.fn = self.compiled.python
         if self.compiled.nparams != 1:
             raise jit.JitError(f"a filter takes one argument, the number; "
                                f"{self.compiled.name} takes {self.compiled.nparams}")

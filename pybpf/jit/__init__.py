@@ -16,9 +16,30 @@ this package).
 The subset (subset.py, docs/jit.md) is integer Python: arithmetic, comparisons,
 if/else, bounded for loops, calls within the subset. The pipeline takes compiled
 functions as filters and reduce steps (pybpf.filterreduce: FilterReduce(filter=fn),
-Reduce(...)).
+Reduce(...)). Whole programs, with maps and helpers, come from :func:`program`:
+
+    calls = jit.Map("hash", max_entries=1024)
+
+    def count(ctx):
+        calls[jit.tgid()] += 1
+
+    with jit.program(count, "tracepoint/syscalls/sys_enter_getpid").load() as p, \
+            p.attach():
+        ...
 """
-from .functions import CompiledFunction, compile, default_samples
+try:
+    import llvmlite  # noqa: F401 - the one dependency, checked before anything uses it
+except ImportError:
+    from ..errors import DependencyError
+    raise DependencyError("compiling Python functions to BPF needs llvmlite, the jit "
+                          "extra: pip install 'pybpf[jit]'") from None
+
+from .functions import CompiledFunction, compile, default_samples  # noqa: E402
+from .helpers import cpu, gid, ktime_ns, pid, random_u32, tgid, uid
+from .maps import Map
+from .programs import JitProgram, Loaded, program
 from .subset import JitError
 
-__all__ = ["compile", "CompiledFunction", "default_samples", "JitError"]
+__all__ = ["compile", "CompiledFunction", "default_samples", "JitError", "program",
+           "JitProgram", "Loaded", "Map", "tgid", "pid", "uid", "gid", "ktime_ns", "cpu",
+           "random_u32"]

@@ -13,18 +13,26 @@ line: the object's line info comes from the function's source.
 """
 import random
 import struct
-import types
 
 from llvmlite import ir
 
 from .. import asm
 from .. import elf as E
-from .irgen import I8, I32, I64, STATUS_INDEX, Module
+from ..kernel.constants import HelperId
+from . import kernelir
+from .irgen import I32, I64, STATUS_INDEX, Module
+from .kernelir import PTR
+from .maps import Map
 from .meaning import IndexOutOfRange, Interpreter
 from .subset import INT64_MAX, INT64_MIN, JitError, check
 from .target import HostCode, bpf_object
 
 RUNNER = "pybpf_run"           # the syscall program of every compiled object
+STATE_MAP = "pybpf_state"      # a step's state while the runner runs it
+
+
+def state_slots(fields):
+    return sum(f.length or 1 for f in fields.values())
 
 
 def _python_value(result):
@@ -46,10 +54,14 @@ class CompiledFunction:
         self.python, self.checked, self.step = fn, checked, step
         self.name = checked.name
         self.nparams = len(checked.params)
-        module = Module(f"jit_{self.name}", checked.filename)
+        maps = {}
+        if step:
+            maps[STATE_MAP] = Map("array", max_entries=1)
+            maps[STATE_MAP].value_words = state_slots(checked.state)
+        module = Module(f"jit_{self.name}", checked.filename, maps)
         entry = module.add(checked, step=step)
         self._runner(module, entry)
-        self.ir = module.ir
+        self.ir = module.finish()
         self.bpf = bpf_object(module.ir)
         self.host = HostCode(module.ir)
 
@@ -58,27 +70,41 @@ class CompiledFunction:
     def _runner(self, module, entry):
         """int pybpf_run(u64 *ctx): ctx[0..n) are the arguments (for a step: ctx[0] is
         x and ctx[1..] the state), ctx[n] gets the result."""
-        fn = ir.Function(module.ir, ir.FunctionType(I32, [I8.as_pointer()]), name=RUNNER)
+        fn = ir.Function(module.ir, ir.FunctionType(I32, [PTR]), name=RUNNER)
         fn.section = "syscall"
         fn.attributes.add("nounwind")
         line = self.checked.node.lineno + self.checked.first_line
-        sp = module.subprogram(RUNNER, line, [module.di_ptr])
+        sp = module.subprogram(RUNNER, line, [("ctx", module.di_ptr)])
         fn.set_metadata("dbg", sp)
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         b.debug_metadata = module.ir.add_debug_info("DILocation", {
             "line": line, "column": 1, "scope": sp})
         ctx = b.bitcast(fn.args[0], I64.as_pointer())
         if self.step:
-            state = b.gep(ctx, [ir.Constant(I64, 2)])
-            result = b.call(entry, [state, b.load(ctx)])
-            b.store(result, b.gep(ctx, [ir.Constant(I64, 1)]))
+            # The step indexes its state with computed indexes, which the verifier
+            # allows into a map value but not into the context: the state goes
+            # through the one entry of an array map.
+            key = b.alloca(I32)
+            b.store(ir.Constant(I32, 0), key)
+            value = b.call(kernelir.helper(HelperId.map_lookup_elem, PTR, PTR, PTR),
+                           [b.bitcast(module.maps[STATE_MAP], PTR), b.bitcast(key, PTR)])
+            with b.if_then(b.icmp_unsigned("==", value, ir.Constant(PTR, None))):
+                b.ret(ir.Constant(I32, 1))
+            state = b.bitcast(value, I64.as_pointer())
+            slots = state_slots(self.checked.state)
+
+            def copy(src, src_at, dst, dst_at):
+                for i in range(slots):
+                    b.store(b.load(b.gep(src, [ir.Constant(I64, src_at + i)])),
+                            b.gep(dst, [ir.Constant(I64, dst_at + i)]))
+            copy(ctx, 2, state, 0)
+            b.store(b.call(entry, [state, b.load(ctx)]), b.gep(ctx, [ir.Constant(I64, 1)]))
+            copy(state, 0, ctx, 2)
         else:
             args = [b.load(b.gep(ctx, [ir.Constant(I64, i)])) for i in range(self.nparams)]
             b.store(b.call(entry, args), b.gep(ctx, [ir.Constant(I64, self.nparams)]))
         b.ret(ir.Constant(I32, 0))
-        gv = ir.GlobalVariable(module.ir, ir.ArrayType(I8, 4), name="_license")
-        gv.initializer = ir.Constant(ir.ArrayType(I8, 4), bytearray(b"GPL\0"))
-        gv.section = "license"
+        module.add_license()
 
     # -- running it -----------------------------------------------------------------
 
@@ -101,18 +127,27 @@ class CompiledFunction:
     def test_run(self, *args, state=None):
         """Run the BPF code in the kernel (a syscall program under BPF_PROG_TEST_RUN):
         the function's result, or for a step (status, new state)."""
-        from ..loader import BpfObject
         if self.step:
-            ctx = struct.pack(f"<{2 + len(state)}q", args[0], 0, *state)
-        else:
-            ctx = struct.pack(f"<{self.nparams + 1}q", *args, 0)
+            return self.test_runs([args], states=[state])[0]
+        return self.test_runs([args])[0]
+
+    def test_runs(self, samples, states=None):
+        """test_run for each argument tuple of samples (for a step: (x,) tuples, with
+        the state before each in states), loading the object once."""
+        from ..loader import BpfObject
+        out = []
         with BpfObject.open(self.bpf, name=f"jit_{self.name}") as obj:
             obj.load(programs=[RUNNER])
-            run = obj.programs[RUNNER].test_run(ctx=ctx)
-        words = struct.unpack(f"<{len(ctx) // 8}q", run.ctx)
-        if self.step:
-            return words[1], list(words[2:])
-        return words[self.nparams]
+            self.load_warnings = obj.warnings
+            runner = obj.programs[RUNNER]
+            for i, args in enumerate(samples):
+                if self.step:
+                    ctx = struct.pack(f"<{2 + len(states[i])}q", args[0], 0, *states[i])
+                else:
+                    ctx = struct.pack(f"<{self.nparams + 1}q", *args, 0)
+                words = struct.unpack(f"<{len(ctx) // 8}q", runner.test_run(ctx=ctx).ctx)
+                out.append((words[1], list(words[2:])) if self.step else words[self.nparams])
+        return out
 
     def instructions(self):
         """The function's BPF instructions (asm.Insn list), self-contained (no calls,
@@ -185,8 +220,9 @@ def compile(fn, *, source=None, name=None, samples=None, step_state=None):
     (default: default_samples). step_state: the field shapes of a reduce step's state
     ({name: None or length}); the function is then step(state, x)."""
     if source is not None:
-        checked = check(name or fn, state=step_state, source=source)
-        python = _define(source, checked.name)
+        namespace = define(source)
+        checked = check(name or fn, state=step_state, source=source, env=namespace)
+        python = namespace[checked.name]
     else:
         checked = check(fn, state=step_state)
         python = fn
@@ -201,35 +237,18 @@ def compile(fn, *, source=None, name=None, samples=None, step_state=None):
     return compiled
 
 
-def _define(source, name):
-    namespace = {}
-    exec(compile_source(source), namespace)  # noqa: S102 - the user's own source
-    return namespace[name]
-
-
-def compile_source(source):
+def define(source):
+    """The namespace the source string defines (its functions, constants and maps),
+    by running it: it is the user's own code, as an imported module would be."""
     import builtins
     import textwrap
-    return builtins.compile(textwrap.dedent(source), "<string>", "exec")
-
-
-def state_object(shapes, slots):
-    """A Python object with the state's fields over a list of slot values, for running
-    a step in Python (attributes for scalars, lists for arrays)."""
-    ns = types.SimpleNamespace()
-    at = 0
-    for name, length in shapes.items():
-        setattr(ns, name, slots[at] if length is None else list(slots[at:at + length]))
-        at += length or 1
-    return ns
-
-
-def state_slots(shapes, ns):
-    out = []
-    for name, length in shapes.items():
-        v = getattr(ns, name)
-        out.extend([v] if length is None else v)
-    return out
+    namespace = {}
+    try:
+        code = builtins.compile(textwrap.dedent(source), "<string>", "exec")
+    except SyntaxError as e:
+        raise JitError(f"<string>:{e.lineno}: {e.msg}") from None
+    exec(code, namespace)  # noqa: S102
+    return namespace
 
 
 __all__ = ["compile", "CompiledFunction", "default_samples", "RUNNER", "STATUS_INDEX"]

@@ -19,6 +19,7 @@ import ast
 
 from llvmlite import ir
 
+from .kernelir import PTR, KernelOps, add_maps
 from .subset import BINOPS, CMPOPS, JitError, all_functions
 
 I64, I32, I1, I8 = ir.IntType(64), ir.IntType(32), ir.IntType(1), ir.IntType(8)
@@ -27,63 +28,100 @@ STATUS_INDEX = 1    # a step's return value: an index out of range
 
 
 class Module:
-    """One LLVM module of compiled functions, with its debug-info skeleton."""
+    """One LLVM module of compiled functions, with its debug-info skeleton; maps:
+    {name: jit.Map} for programs (they must exist before the compile unit, which
+    lists them)."""
 
-    def __init__(self, name, filename):
+    def __init__(self, name, filename, maps=None):
         self.ir = ir.Module(name=name)
         self.ir.triple = "bpfel"
         self.ir.data_layout = "e-m:e-p:64:64-i64:64-i128:128-n32:64-S128"
         directory, _, base = filename.rpartition("/")
         self.di_file = self.ir.add_debug_info("DIFile", {"filename": base or filename,
                                                          "directory": directory or "."})
-        self.di_cu = self.ir.add_debug_info("DICompileUnit", {
-            "language": ir.DIToken("DW_LANG_C99"), "file": self.di_file,
-            "producer": "pybpf.jit", "runtimeVersion": 0, "isOptimized": True,
-            "emissionKind": ir.DIToken("FullDebug")}, is_distinct=True)
         self.di_long = self.ir.add_debug_info("DIBasicType", {
             "name": "long", "size": 64, "encoding": ir.DIToken("DW_ATE_signed")})
         self.di_ptr = self.ir.add_debug_info("DIDerivedType", {
             "tag": ir.DIToken("DW_TAG_pointer_type"), "baseType": self.di_long, "size": 64})
+        self.maps, map_vars = add_maps(self, maps or {})
+        cu = {"language": ir.DIToken("DW_LANG_C99"), "file": self.di_file,
+              "producer": "pybpf.jit", "runtimeVersion": 0, "isOptimized": True,
+              "emissionKind": ir.DIToken("FullDebug")}
+        if map_vars:
+            cu["globals"] = self.ir.add_metadata(map_vars)
+        self.di_cu = self.ir.add_debug_info("DICompileUnit", cu, is_distinct=True)
         self.ir.add_named_metadata("llvm.dbg.cu", self.di_cu)
         for key, value in (("Dwarf Version", 4), ("Debug Info Version", 3)):
             self.ir.add_named_metadata("llvm.module.flags",
                                        [ir.Constant(I32, 2), key, ir.Constant(I32, value)])
         self.functions = {}    # name -> ir.Function
+        self._params = []      # (subprogram, line, [(name, type)]) for finish()
 
-    def subprogram(self, name, line, arg_types):
+    def add_license(self, text=b"GPL"):
+        """The ``license`` section: GPL, which the helpers of tracing programs need."""
+        ty = ir.ArrayType(I8, len(text) + 1)
+        gv = ir.GlobalVariable(self.ir, ty, name="_license")
+        gv.initializer = ir.Constant(ty, bytearray(text + b"\0"))
+        gv.section = "license"
+
+    def subprogram(self, name, line, args):
+        """The DISubprogram of a function; args: [(name, debug type)]. The parameters'
+        names reach BTF (the kernel refuses a FUNC with an unnamed argument) through
+        the subprogram's retainedNodes, which :meth:`finish` adds."""
         sty = self.ir.add_debug_info("DISubroutineType", {
-            "types": self.ir.add_metadata([self.di_long] + arg_types)})
-        return self.ir.add_debug_info("DISubprogram", {
+            "types": self.ir.add_metadata([self.di_long] + [t for _, t in args])})
+        sp = self.ir.add_debug_info("DISubprogram", {
             "name": name, "file": self.di_file, "line": line, "type": sty,
             "isLocal": False, "isDefinition": True, "unit": self.di_cu, "scopeLine": line,
             "spFlags": ir.DIToken("DISPFlagDefinition | DISPFlagOptimized")},
             is_distinct=True)
+        self._params.append((sp, line, args))
+        return sp
 
-    def add(self, root, entry_name=None, step=False):
+    def finish(self):
+        """Give each subprogram its parameters (DILocalVariables with arg numbers).
+        They refer to the subprogram and it to them, a cycle llvmlite cannot hash, so
+        this comes last: no metadata is added after it."""
+        for sp, line, args in self._params:
+            nodes = [self.ir.add_debug_info("DILocalVariable", {
+                "name": name, "arg": i + 1, "scope": sp, "file": self.di_file,
+                "line": line, "type": ty}) for i, (name, ty) in enumerate(args)]
+            sp.operands = sp.operands + (("retainedNodes", self.ir.add_metadata(nodes)),)
+        self._params = []
+        return self.ir
+
+    def add(self, root, entry_name=None, step=False, section=None):
         """Compile root (a subset.Function) and its callees; root becomes the global
-        function entry_name (default: its own name)."""
+        function entry_name (default: its own name); with section, a program there,
+        taking the context."""
         for fn in all_functions(root):
             if fn.name in self.functions:
                 continue
             is_root = fn is root
             name = (entry_name or fn.name) if is_root else fn.name
-            _FunctionGen(self, fn, name, exported=is_root, step=step and is_root).emit()
+            _FunctionGen(self, fn, name, exported=is_root, step=step and is_root,
+                         section=section if is_root else None).emit()
         return self.functions[entry_name or root.name]
 
 
-class _FunctionGen:
-    def __init__(self, module, fn, name, exported, step):
-        self.m, self.fn, self.step = module, fn, step
+class _FunctionGen(KernelOps):
+    def __init__(self, module, fn, name, exported, step, section=None):
+        self.m, self.fn, self.step, self.section = module, fn, step, section
         params = fn.params
-        if step:
+        if section is not None:
+            types, di = [PTR], [(params[0] if params else "ctx", module.di_ptr)]
+        elif step:
             if len(params) != 2:
                 raise JitError(f"{fn.filename}:{fn.node.lineno + fn.first_line} (in "
                                f"{fn.name}): a reduce step takes (state, x)")
-            types, di = [I64.as_pointer(), I64], [module.di_ptr, module.di_long]
+            types, di = [I64.as_pointer(), I64], [(params[0], module.di_ptr),
+                                                  (params[1], module.di_long)]
         else:
-            types, di = [I64] * len(params), [module.di_long] * len(params)
+            types, di = [I64] * len(params), [(p, module.di_long) for p in params]
         self.func = ir.Function(module.ir, ir.FunctionType(I64, types), name=name)
         self.func.attributes.add("nounwind")
+        if section is not None:
+            self.func.section = section
         if not exported:
             self.func.linkage = "internal"
             self.func.attributes.add("alwaysinline")
@@ -93,7 +131,7 @@ class _FunctionGen:
         self.func.set_metadata("dbg", self.di)
         self.builder = ir.IRBuilder(self.func.append_basic_block("entry"))
         self.locals, self.loops = {}, []
-        self.state = None
+        self.state = self.ctx = None
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -105,9 +143,7 @@ class _FunctionGen:
     def slot(self, name):
         """The alloca of local name, made in the entry block."""
         if name not in self.locals:
-            with self.builder.goto_entry_block():
-                self.builder.position_at_start(self.func.entry_basic_block)
-                self.locals[name] = self.builder.alloca(I64, name=name)
+            self.locals[name] = self.scratch(I64, name)
         return self.locals[name]
 
     def fail(self, node, what):
@@ -126,7 +162,9 @@ class _FunctionGen:
         node = self.fn.node
         self.at(node)
         params = self.fn.params
-        if self.step:
+        if self.section is not None:
+            self.ctx, params, args = self.func.args[0], [], []
+        elif self.step:
             self.state = self.func.args[0]
             params = params[1:]
             args = self.func.args[1:]
@@ -160,9 +198,18 @@ class _FunctionGen:
             self.builder.ret(self.value(node.value) if node.value is not None else ZERO)
 
     def stmt_Assign(self, node):
-        self.store(node.targets[0], self.value(node.value))
+        target = node.targets[0]
+        if isinstance(target, ast.Subscript) and self.is_map(target.value):
+            return self.map_store(target, self.value(node.value))
+        self.store(target, self.value(node.value))
+
+    def stmt_Delete(self, node):
+        for target in node.targets:
+            self.map_delete(target)
 
     def stmt_AugAssign(self, node):
+        if isinstance(node.target, ast.Subscript) and self.is_map(node.target.value):
+            return self.map_augment(node.target, type(node.op), node.value)
         current = self.load(node.target)
         self.store(node.target, self.binop(type(node.op), current, self.value(node.value),
                                            node))
@@ -179,7 +226,7 @@ class _FunctionGen:
         self.builder.position_at_end(done)
 
     def stmt_For(self, node):
-        start, stop, step = _range_args([self.fn_constant(a) for a in node.iter.args])
+        start, stop, step = _range_args(node.bounds)
         var = self.slot(node.target.id)
         self.builder.store(ir.Constant(I64, start), var)
         head, body, latch, done = (self.new_block(n) for n in ("for", "body", "next", "endfor"))
@@ -205,13 +252,6 @@ class _FunctionGen:
 
     def stmt_Continue(self, node):
         self.builder.branch(self.loops[-1][0])
-
-    def fn_constant(self, node):
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.UnaryOp):
-            return -self.fn_constant(node.operand)
-        return self.fn.constants[node.id]
 
     # -- places ---------------------------------------------------------------------
 
@@ -241,6 +281,10 @@ class _FunctionGen:
     def load(self, target):
         if isinstance(target, ast.Name) and target.id not in self.locals:
             return self.name_value(target)
+        if isinstance(target, ast.Subscript) and self.is_map(target.value):
+            return self.map_get(target)
+        if isinstance(target, ast.Subscript) and self.is_ctx(target.value):
+            return self.ctx_load(target)
         return self.builder.load(self.place(target))
 
     def store(self, target, value):
@@ -264,7 +308,7 @@ class _FunctionGen:
         return getattr(self, "expr_" + kind)(node)
 
     def expr_Constant(self, node):
-        return ir.Constant(I64, node.value)
+        return ir.Constant(I64, int(node.value))
 
     def expr_Name(self, node):
         return self.name_value(node)
@@ -339,6 +383,9 @@ class _FunctionGen:
         return self.builder.zext(self.builder.icmp_signed("==", v, ZERO), I64)
 
     def expr_Compare(self, node):
+        if isinstance(node.ops[0], (ast.In, ast.NotIn)):
+            return self.map_contains(node.left, node.comparators[0],
+                                     isinstance(node.ops[0], ast.NotIn))
         left = self.value(node.left)
         result = None
         for op, right_node in zip(node.ops, node.comparators):
@@ -392,6 +439,8 @@ class _FunctionGen:
         return phi
 
     def expr_Call(self, node):
+        if ast.unparse(node.func) in self.fn.helpers:
+            return self.helper_call(node)
         name = node.func.id
         args = [self.value(a) for a in node.args]
         B = self.builder

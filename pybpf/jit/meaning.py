@@ -20,13 +20,21 @@ def wrap(v):
     return v - (1 << 64) if v >> 63 else v
 
 
-def _floor_div(a, b):
-    return 0 if b == 0 else wrap(a // b)
+class Inexact(JitError):
+    """For Interpreter(exact=True): the function leaves Python's meaning here (a value
+    beyond 64 bits, a division by zero, a shift count outside 0..63)."""
 
 
-def _binop(sym, a, b):
+def _binop(sym, a, b, exact=False):
+    if exact:
+        if (sym in ("//", "%") and b == 0) or (sym in ("<<", ">>") and not 0 <= b < 64):
+            raise Inexact(f"{a} {sym} {b}")
+        v = {"+": a + b, "-": a - b, "*": a * b, "&": a & b, "|": a | b, "^": a ^ b,
+             "//": a // b if b else 0, "%": a % b if b else a, "<<": a << (b & 63),
+             ">>": a >> (b & 63)}[sym]
+        return _exact(v)
     if sym == "//":
-        return _floor_div(a, b)
+        return 0 if b == 0 else wrap(a // b)
     if sym == "%":
         return a if b == 0 else wrap(a % b)
     if sym == "<<":
@@ -35,6 +43,12 @@ def _binop(sym, a, b):
         return wrap(a >> (b & 63))
     return wrap({"+": a + b, "-": a - b, "*": a * b, "&": a & b, "|": a | b,
                  "^": a ^ b}[sym])
+
+
+def _exact(v):
+    if wrap(v) != v:
+        raise Inexact(f"{v} is beyond 64 bits")
+    return v
 
 
 _CMP = {"<": int.__lt__, "<=": int.__le__, ">": int.__gt__, ">=": int.__ge__,
@@ -57,9 +71,13 @@ class _Return:
 class Interpreter:
     """Runs checked functions (subset.Function) of one compilation."""
 
-    def __init__(self, root):
+    def __init__(self, root, exact=False):
+        """exact: Python's meaning only, raising Inexact where the subset's and
+        Python's part (the values stay 64-bit integers: the same result)."""
         from .subset import all_functions
         self.functions = {f.name: f for f in all_functions(root)}
+        self.exact = exact
+        self.wrap = _exact if exact else wrap
 
     def call(self, name, args, state=None):
         fn = self.functions[name]
@@ -67,7 +85,7 @@ class Interpreter:
         scope = {}
         if state is not None:
             params = params[1:]
-        scope.update(zip(params, [wrap(a) for a in args]))
+        scope.update(zip(params, [self.wrap(a) for a in args]))
         end = self.block((fn, scope, state), fn.node.body)
         return end.value if isinstance(end, _Return) else 0
 
@@ -94,15 +112,14 @@ class Interpreter:
     def s_AugAssign(self, frame, node):
         sym = BINOPS[type(node.op)]
         self.store(frame, node.target, _binop(sym, self.load(frame, node.target),
-                                              self.value(frame, node.value)))
+                                              self.value(frame, node.value), self.exact))
 
     def s_If(self, frame, node):
         return self.block(frame, node.body if self.value(frame, node.test) else node.orelse)
 
     def s_For(self, frame, node):
         fn, scope, _ = frame
-        bounds = [self._constant(fn, a) for a in node.iter.args]
-        for i in range(*bounds):
+        for i in range(*node.bounds):
             scope[node.target.id] = i
             end = self.block(frame, node.body)
             if end == BREAK:
@@ -116,13 +133,6 @@ class Interpreter:
 
     def s_Continue(self, frame, node):
         return CONTINUE
-
-    def _constant(self, fn, node):
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.UnaryOp):
-            return -self._constant(fn, node.operand)
-        return fn.constants[node.id]
 
     def _slot(self, frame, target):
         fn, _, state = frame
@@ -161,18 +171,19 @@ class Interpreter:
     def value(self, frame, node):
         kind = type(node).__name__
         if kind == "Constant":
-            return node.value
+            return int(node.value)
         if kind == "Name":
             return self.name(frame, node)
         if kind in ("Attribute", "Subscript"):
             return self.load(frame, node)
         if kind == "BinOp":
             return _binop(BINOPS[type(node.op)], self.value(frame, node.left),
-                          self.value(frame, node.right))
+                          self.value(frame, node.right), self.exact)
         if kind == "UnaryOp":
             v = self.value(frame, node.operand)
-            return {ast.USub: lambda: wrap(-v), ast.UAdd: lambda: v,
-                    ast.Invert: lambda: wrap(~v), ast.Not: lambda: int(v == 0)}[type(node.op)]()
+            return {ast.USub: lambda: self.wrap(-v), ast.UAdd: lambda: v,
+                    ast.Invert: lambda: self.wrap(~v),
+                    ast.Not: lambda: int(v == 0)}[type(node.op)]()
         if kind == "Compare":
             left = self.value(frame, node.left)
             for op, right_node in zip(node.ops, node.comparators):
@@ -196,7 +207,7 @@ class Interpreter:
             args = [self.value(frame, a) for a in node.args]
             name = node.func.id
             if name == "abs":
-                return wrap(abs(args[0]))
+                return self.wrap(abs(args[0]))
             if name == "min":
                 return min(args)
             if name == "max":

@@ -16,13 +16,8 @@ CPU = "v3"        # jmp32 and the ALU32 set: Linux 5.1+; no cpu v4 (6.6+) instru
 
 @functools.lru_cache(maxsize=None)
 def llvm():
-    """llvmlite.binding, initialised once; DependencyError when the jit extra is not
-    installed."""
-    try:
-        import llvmlite.binding as binding
-    except ImportError:
-        raise DependencyError("compiling Python functions to BPF needs llvmlite: "
-                              "pip install 'pybpf[jit]'") from None
+    """llvmlite.binding, initialised once (pybpf.jit checked that llvmlite imports)."""
+    import llvmlite.binding as binding
     binding.initialize_native_target()
     binding.initialize_native_asmprinter()
     binding.initialize_all_targets()
@@ -38,7 +33,12 @@ def _optimise(module, machine):
 
 @functools.lru_cache(maxsize=None)
 def _bpf_machine():
-    return llvm().Target.from_triple("bpfel").create_target_machine(cpu=CPU, opt=2)
+    try:
+        target = llvm().Target.from_triple("bpfel")
+    except RuntimeError as e:
+        raise DependencyError(f"this llvmlite was built without LLVM's BPF target ({e}); "
+                              f"install llvmlite from PyPI, whose wheels have it") from None
+    return target.create_target_machine(cpu=CPU, opt=2)
 
 
 def bpf_object(ir_module):
