@@ -237,8 +237,9 @@ class _Checker(ast.NodeVisitor):
             self.fail(node, f"the state field {node.attr!r} (the state has "
                             f"{', '.join(self.state) or 'no fields'})")
         if (index is None) != (field.length is None):
+            kind = "a scalar" if field.length is None else "an array"
             self.fail(node, f"s.{node.attr} {'with' if index is not None else 'without'} "
-                            f"an index (it is {'a scalar' if field.length is None else 'an array'})")
+                            f"an index (it is {kind})")
         if index is not None:
             self.visit(index)
 
