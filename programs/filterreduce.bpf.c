@@ -71,6 +71,13 @@ struct {
 	__type(value, struct fr_info);
 } fr_info SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct fr_key);
+	__type(value, struct fr_state);
+} fr_state SEC(".maps");
+
 /* ---- the kernel's structures, as far as the hooks read them (CO-RE) ---------- */
 
 struct task_struct {

@@ -15,6 +15,7 @@
  *   fr_stages    PROG_ARRAY  slot -> program                the stages
  *   fr_slots     HASH   __u32 slot -> struct fr_slot        who owns which slot
  *   fr_info      ARRAY  0 -> struct fr_info                 what this pipeline is
+ *   fr_state     HASH   struct fr_key -> struct fr_state    custom reduce states
  */
 #ifndef PYBPF_FILTERREDUCE_H
 #define PYBPF_FILTERREDUCE_H
@@ -120,6 +121,15 @@ struct fr_scratch {
 	struct fr_work work;
 	__u8 data[FR_PIECE + FR_STRTOL_MAX];
 	__s64 kept[FR_KEPT_MAX];
+};
+
+/* fr_state: the state of a tenant's custom reduce stage (pybpf.filterreduce.Reduce):
+ * 64-bit slots the compiled step function updates; the last counts the steps that
+ * indexed a state array out of range (they were abandoned there). */
+#define FR_STATE_SLOTS 64
+
+struct fr_state {
+	__s64 slot[FR_STATE_SLOTS];
 };
 
 /* fr_slots: who loaded the program in a slot; claimed with BPF_NOEXIST. */

@@ -175,8 +175,9 @@ class Program(Pinnable):
         """Run the program once (or ``repeat`` times) in the kernel on data/ctx.
 
         Returns TestRun(retval, duration_ns, data, ctx) with the possibly modified
-        packet and context. Raw tracepoint and syscall programs run once on ctx only:
-        the kernel refuses repeat, data and ctx_out for them, so those default to off.
+        packet and context (for syscall programs, the context as the program left it).
+        Raw tracepoint and syscall programs run once on ctx only: the kernel refuses
+        repeat, data and ctx_out for them, so those default to off.
         """
         data = _bytes(data, "data")
         ctx = None if ctx is None else _bytes(ctx, "ctx")
@@ -188,7 +189,8 @@ class Program(Pinnable):
         if ctx_out_size is None:
             ctx_out_size = len(ctx) if ctx and not ctx_only else 0
         retval, duration, out, ctx_out = kbpf.prog_test_run(
-            self.fd, data or None, data_out_size, ctx, ctx_out_size, repeat, flags, cpu)
+            self.fd, data or None, data_out_size, ctx, ctx_out_size, repeat, flags, cpu,
+            ctx_in_place=self.type == ProgType.SYSCALL)
         return TestRun(retval, duration, out, ctx_out)
 
     def _describe(self):

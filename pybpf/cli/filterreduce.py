@@ -57,6 +57,12 @@ def register(sub):
                         f"sample's: {SAMPLE_FILTER!r})")
     c.add_argument("--reduce", default=",".join(REDUCTIONS), metavar="OPS",
                    help=f"comma-separated, from {','.join(REDUCTIONS)} (default: all)")
+    c.add_argument("--filter-py", metavar="MODULE_OR_FILE:FUNC",
+                   help="a Python function keep(x) -> bool as the filter, compiled to BPF "
+                        "(the jit extra: pip install 'pybpf[jit]'; docs/jit.md)")
+    c.add_argument("--reduce-py", metavar="MODULE_OR_FILE:NAME",
+                   help="a pybpf.filterreduce.Reduce defined in a module or file, as the "
+                        "reduction (its state's fields are printed)")
     c.add_argument("--backend", default="auto", choices=("auto",) + BACKEND_NAMES,
                    help="where to hook the read path (default: the best this kernel has)")
     c.add_argument("--parser", default="native", choices=PARSERS,
@@ -101,6 +107,31 @@ def register(sub):
                    help="share of numbers --filter drops, 0..1")
     g.add_argument("--seed", type=int, default=0)
     g.set_defaults(func=run_gen)
+
+
+def load_object(spec, option):
+    """The object NAME of MODULE_OR_FILE:NAME: a module to import, or a .py file."""
+    import importlib
+    import importlib.util
+    where, sep, name = spec.rpartition(":")
+    if not sep or not where or not name:
+        raise PipelineError(f"{option} takes MODULE_OR_FILE:NAME, e.g. filters.py:keep, "
+                            f"got {spec!r}")
+    try:
+        if where.endswith(".py") or os.sep in where:
+            if not os.path.isfile(where):
+                raise PipelineError(f"{option}: no file {where}")
+            loaded = importlib.util.spec_from_file_location(
+                os.path.splitext(os.path.basename(where))[0], where)
+            module = importlib.util.module_from_spec(loaded)
+            loaded.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except ImportError as e:
+        raise PipelineError(f"{option}: cannot import {where}: {e}") from None
+    if not hasattr(module, name):
+        raise PipelineError(f"{option}: {where} has no {name!r}")
+    return getattr(module, name)
 
 
 def _size(text):
@@ -148,6 +179,8 @@ def _describe(res, reductions):
         v = res.value(r)
         shown.append(f"{r} {'-' if v is None else (f'{v:.6g}' if isinstance(v, float) else v)}")
     lines.append("  " + "  ".join(shown))
+    if res.custom is not None:
+        lines += [f"  {name} {value}" for name, value in res.custom.items()]
     if res.throughput:
         lines.append(f"  {res.seconds:.3f} s, {res.throughput / 1e6:.0f} MB/s")
     return "\n".join(lines)
@@ -159,8 +192,13 @@ def run_attach(args):
                             "of the pinned pipeline; register tenants with the override "
                             "flag instead (docs/filterreduce.md)")
     sample_run = not args.files and not args.pin
+    if args.filter_py and args.filter is not None:
+        raise PipelineError("give --filter or --filter-py, not both")
     flt = args.filter if args.filter is not None else (SAMPLE_FILTER if sample_run else None)
-    with FilterReduce(flt, args.reduce, backend=args.backend, parser=args.parser,
+    if args.filter_py:
+        flt = load_object(args.filter_py, "--filter-py")
+    reduce = load_object(args.reduce_py, "--reduce-py") if args.reduce_py else args.reduce
+    with FilterReduce(flt, reduce, backend=args.backend, parser=args.parser,
                       chunk=args.chunk, override=args.override) as fr:
         if not args.quiet and not args.json:
             print(f"pybpf: backend {fr.why}", file=sys.stderr)

@@ -13,6 +13,7 @@ mirrored in layout. docs/filterreduce.md describes the whole, the tenant protoco
 included.
 """
 from .backends import ORDER as BACKEND_NAMES
+from .custom import Reduce
 from .backends import Verdict, choose, verdicts
 from .expr import FilterError, parse
 from .pipeline import Pipeline, detach
@@ -20,6 +21,6 @@ from .reader import FilterReduce, Tenant
 from .results import REDUCTIONS, Result
 from .stage import PARSERS
 
-__all__ = ["FilterReduce", "Tenant", "Pipeline", "detach", "Result", "REDUCTIONS",
+__all__ = ["FilterReduce", "Tenant", "Reduce", "Pipeline", "detach", "Result", "REDUCTIONS",
            "PARSERS", "BACKEND_NAMES", "Verdict", "choose", "verdicts", "parse",
            "FilterError"]

@@ -76,6 +76,14 @@ class Scratch(ctypes.Structure):
                 ("kept", s64 * KEPT_MAX)]
 
 
+STATE_SLOTS = 64
+
+
+class State(ctypes.Structure):
+    """struct fr_state: a custom reduce stage's 64-bit slots."""
+    _fields_ = [("slot", s64 * STATE_SLOTS)]
+
+
 class Slot(ctypes.Structure):
     _fields_ = [("kind", u32), ("owner_tgid", u32), ("owner_start_lo", u64),
                 ("owner_start_hi", u64), ("description", ctypes.c_char * 104)]

@@ -26,14 +26,16 @@ from ..links import BpfLink
 from ..loader import BpfObject
 from ..maps import Map
 from ..programs import Program
-from . import backends, stage
+from . import backends, reducestage, stage
 from . import layout as L
 from .tenants import TenantTable
 
-MAP_NAMES = ("fr_tenants", "fr_inflight", "fr_scratch", "fr_stages", "fr_slots", "fr_info")
+MAP_NAMES = ("fr_tenants", "fr_inflight", "fr_scratch", "fr_stages", "fr_slots", "fr_info",
+             "fr_state")
 # How the maps are read from Python: (key, value) layouts.
 _LAYOUTS = {"fr_tenants": (L.Key, L.Tenant), "fr_inflight": ("Q", L.Inflight),
-            "fr_slots": ("I", L.Slot), "fr_info": ("I", L.Info)}
+            "fr_slots": ("I", L.Slot), "fr_info": ("I", L.Info),
+            "fr_state": (L.Key, L.State)}
 
 
 class Pipeline:
@@ -48,7 +50,7 @@ class Pipeline:
         self.pinned = pinned        # the bpffs directory it lives in, if pinned
         self._stages = {}           # slot -> Program this process put there
         self._permanent = set()     # ... of which stay with the pin when it goes
-        self.tenants = TenantTable(maps["fr_tenants"], maps["fr_inflight"])
+        self.tenants = TenantTable(maps["fr_tenants"], maps["fr_inflight"], maps["fr_state"])
         self.closed = False
 
     # -- making one ---------------------------------------------------------------
@@ -148,9 +150,14 @@ class Pipeline:
         """Load (but do not install) the filter stage program for flt."""
         insns, functions = stage.build(flt, parser, self.maps["fr_scratch"].fd,
                                        self.maps["fr_tenants"].fd, self.maps["fr_stages"].fd)
+        return self._load_stage(insns, functions, "fr_filter")
+
+    def _load_stage(self, insns, functions, name):
+        """Load a generated stage of this pipeline's program type, with the BTF
+        func_info its subprograms need."""
         btf, func_info = funcs.for_functions(functions)
         with KernelBtf.load(btf) as kbtf:
-            return Program.load(ProgType(self.backend.prog_type), insns, name="fr_filter",
+            return Program.load(ProgType(self.backend.prog_type), insns, name=name,
                                 btf=kbtf, func_info=func_info)
 
     def set_filter(self, slot, flt, parser):
@@ -166,6 +173,27 @@ class Pipeline:
         self._stages[slot] = prog
         if old is not None:
             old.close()
+
+    def add_reducer(self, reducer):
+        """Claim a slot and install the reduce stage of a custom.Reduce in it; returns
+        the slot."""
+        slot = self.claim_slot(L.SLOT_KIND_REDUCE, str(reducer))
+        try:
+            insns, functions = reducestage.build(
+                reducer.compiled.instructions(), self.maps["fr_scratch"].fd,
+                self.maps["fr_tenants"].fd, self.maps["fr_state"].fd,
+                self.maps["fr_stages"].fd)
+            prog = self._load_stage(insns, functions, "fr_reduce")
+            try:
+                self.maps["fr_stages"][slot] = prog
+            except BaseException:
+                prog.close()
+                raise
+            self._stages[slot] = prog
+        except BaseException:
+            self.release_slot(slot)
+            raise
+        return slot
 
     def add_filter(self, flt, parser):
         """Claim a slot and install the filter stage for flt in it; returns the slot."""

@@ -31,6 +31,7 @@ import time
 from ..errors import PipelineError
 from . import expr
 from . import layout as L
+from .custom import Function, Reduce
 from . import results as R
 from .pipeline import Pipeline
 from .stage import PARSERS
@@ -44,8 +45,10 @@ DEFAULT_CHUNK = 64 * 1024
 class FilterReduce:
     """A filter and reductions over the numbers of files read through the kernel.
 
-    filter: a Python expression over x (see expr), or None to keep every number.
-    reduce: reduction names (results.REDUCTIONS) or "count,sum,...".
+    filter: a Python expression over x (see expr), a Python function keep(x) -> bool
+    (compiled by pybpf.jit: the jit extra), or None to keep every number.
+    reduce: reduction names (results.REDUCTIONS) or "count,sum,...", or a
+    custom.Reduce (a compiled Python step over a state of its own).
     backend: "auto" (the best this kernel supports), "copyout", "copy_to_iter" or
     "syscall". parser: "native" or "strtol". chunk: bytes per read() in :meth:`read`.
     override: skip the copy to user space (copyout backend on a patched kernel).
@@ -55,6 +58,7 @@ class FilterReduce:
 
     # What close() looks at, safe when __init__ stopped early.
     pipeline = slot = None
+    reduce_slot = L.SLOT_REDUCE_STATS
     _flush_r = _flush_w = -1
     _own_pipeline = False
 
@@ -63,8 +67,9 @@ class FilterReduce:
         if parser not in PARSERS:
             raise PipelineError(f"unknown parser {parser!r}; choose from "
                                 f"{', '.join(PARSERS)}")
-        self.filter = expr.parse(filter) if filter is not None else None
-        self.reductions = R.parse_reductions(reduce)
+        self.filter = filter_of(filter)
+        self.reducer = reduce if isinstance(reduce, Reduce) else None
+        self.reductions = ("count",) if self.reducer else R.parse_reductions(reduce)
         self.parser, self.override = parser, override
         self._own_pipeline = pipeline is None
         if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
@@ -89,6 +94,8 @@ class FilterReduce:
         self._flush_r = self._flush_w = -1
         try:
             self.slot = pipeline.add_filter(self.filter, parser)
+            if self.reducer is not None:
+                self.reduce_slot = pipeline.add_reducer(self.reducer)
             self._flush_r, self._flush_w = os.pipe()
         except BaseException:
             self.close()
@@ -100,7 +107,7 @@ class FilterReduce:
 
     def set_filter(self, filter):
         """Replace this reader's filter (its own stage slot only)."""
-        flt = expr.parse(filter) if filter is not None else None
+        flt = filter_of(filter)
         self.pipeline.set_filter(self.slot, flt, self.parser)
         self.filter = flt
 
@@ -141,8 +148,10 @@ class FilterReduce:
         if pipeline is not None and not pipeline.closed:
             if self._own_pipeline:
                 pipeline.close()
-            elif self.slot is not None:
-                pipeline.release_slot(self.slot)
+            else:
+                for slot in (self.slot, self.reduce_slot):
+                    if slot is not None and slot != L.SLOT_REDUCE_STATS:
+                        pipeline.release_slot(slot)
         self.slot = None
 
     def __enter__(self):
@@ -168,8 +177,9 @@ class Tenant:
     def _register(self):
         p = self.reader.pipeline
         flags = L.FLAG_OVERRIDE if self.reader.override else 0
-        self.key = p.tenants.register(self.address, self.reader.slot, L.SLOT_REDUCE_STATS,
-                                      flags)
+        reducer = self.reader.reducer
+        self.key = p.tenants.register(self.address, self.reader.slot, self.reader.reduce_slot,
+                                      flags, reducer.initial_slots() if reducer else None)
 
     def reset(self):
         """Start over with zero counters (for the next file)."""
@@ -199,6 +209,9 @@ class Tenant:
                               filter=str(r.filter) if r.filter else None, extra_bytes=1,
                               extra_events=1, extra_overridden=1 if r.override else 0,
                               seconds=seconds, file=file)
+        if r.reducer is not None:
+            res = res.replace(sum=None, min=None, max=None,
+                              custom=r.reducer.decode(r.pipeline.tenants.state(self.key)))
         if expected_bytes is not None and res.bytes != expected_bytes:
             raise PipelineError(
                 f"the pipeline saw {res.bytes} of the {expected_bytes} bytes read: the "
@@ -217,6 +230,16 @@ class Tenant:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def filter_of(filter):
+    """An expr.Filter for a string, a custom.Function for a Python function, None
+    for None."""
+    if filter is None:
+        return None
+    if callable(filter):
+        return Function(filter)
+    return expr.parse(filter)
 
 
 def _not_seen_hint(backend):

@@ -28,11 +28,12 @@ def numbers(chunks):
     yield from map(int, _NUMBER.findall(carry))
 
 
-def compute(chunks, filter=None):
-    """(Result with backend "python", bytes) over an iterable of byte chunks; filter
-    is an expr.Filter, a source string or None."""
+def compute(chunks, filter=None, reducer=None):
+    """The Result (backend "python") over an iterable of byte chunks; filter is an
+    expr.Filter, a source string, a custom.Function or None; reducer a custom.Reduce
+    (whose step then runs, in Python, on the kept numbers)."""
     flt = expr.parse(filter) if isinstance(filter, str) else filter
-    keep = expr.predicate(flt)
+    keep = flt.predicate if hasattr(flt, "predicate") else expr.predicate(flt)
     size = [0]
 
     def counted():
@@ -42,6 +43,7 @@ def compute(chunks, filter=None):
 
     seen = kept = out = total = 0
     low = high = None
+    kept_numbers = [] if reducer is not None else None
     started = time.perf_counter()
     for x in numbers(counted()):
         seen += 1
@@ -55,13 +57,19 @@ def compute(chunks, filter=None):
                 low = x
             if high is None or x > high:
                 high = x
-    return Result(backend="python", parser="re", filter=str(flt) if flt else None,
-                  bytes=size[0], numbers_seen=seen, numbers_kept=kept,
-                  numbers_out_of_range=out, sum=total, min=low, max=high,
-                  seconds=time.perf_counter() - started)
+            if kept_numbers is not None:
+                kept_numbers.append(x)
+    res = Result(backend="python", parser="re", filter=str(flt) if flt else None,
+                 bytes=size[0], numbers_seen=seen, numbers_kept=kept,
+                 numbers_out_of_range=out, sum=total, min=low, max=high,
+                 seconds=time.perf_counter() - started)
+    if reducer is not None:
+        res = res.replace(sum=None, min=None, max=None,
+                          custom=reducer.reference(kept_numbers))
+    return res
 
 
-def read_file(path, filter=None, chunk=1 << 20):
+def read_file(path, filter=None, chunk=1 << 20, reducer=None):
     """compute() over the file at path, read chunk bytes at a time."""
     def chunks():
         with open(path, "rb") as f:
@@ -70,4 +78,4 @@ def read_file(path, filter=None, chunk=1 << 20):
                 if not data:
                     return
                 yield data
-    return compute(chunks(), filter).replace(file=str(path))
+    return compute(chunks(), filter, reducer).replace(file=str(path))

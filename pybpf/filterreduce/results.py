@@ -37,13 +37,14 @@ class Result:
     numbers_seen: int
     numbers_kept: int
     numbers_out_of_range: int
-    sum: int                  # exact: the kernel sums in 128 bits
+    sum: Optional[int]        # exact (the kernel sums in 128 bits); None: custom reduce
     min: Optional[int]        # None when nothing was kept
     max: Optional[int]
     events: int = 0           # hook calls that carried the data
     overridden: int = 0       # copies skipped (copyout backend with override)
     seconds: float = 0.0
     file: Optional[str] = None
+    custom: Optional[dict] = None   # a custom.Reduce's state, by field name
 
     @property
     def count(self):
@@ -51,7 +52,9 @@ class Result:
 
     @property
     def avg(self):
-        return self.sum / self.numbers_kept if self.numbers_kept else None
+        if self.sum is None or not self.numbers_kept:
+            return None
+        return self.sum / self.numbers_kept
 
     @property
     def throughput(self):
@@ -64,7 +67,7 @@ class Result:
     def same_numbers(self, other):
         """Whether two results agree on everything computed from the data."""
         keys = ("bytes", "numbers_seen", "numbers_kept", "numbers_out_of_range", "sum",
-                "min", "max")
+                "min", "max", "custom")
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
     def to_dict(self, reductions=REDUCTIONS):
@@ -74,6 +77,8 @@ class Result:
              "numbers_out_of_range": self.numbers_out_of_range}
         for r in reductions:
             d[r] = self.value(r)
+        if self.custom is not None:
+            d["custom"] = self.custom
         d.update(events=self.events, overridden=self.overridden,
                  seconds=round(self.seconds, 6),
                  mb_per_s=round(self.throughput / 1e6, 1) if self.throughput else None)

@@ -31,7 +31,8 @@ involved exactly, so paths through a block stop merging.
 from .. import asm
 from ..asm import R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10
 from ..errors import PipelineError
-from ..kernel.constants import HelperId
+from ..kernel.constants import (BPF_ALU, BPF_ALU64, BPF_CALL, BPF_EXIT, BPF_JMP, BPF_LD,
+                                BPF_LDX, HelperId)
 from . import codegen
 from . import layout as L
 
@@ -50,7 +51,8 @@ _RES = {name: L.offset(L.Tenant, f"res.{name}") for name in
 
 # The parse context: u64 slots of work.stage in the scratch value.
 _STAGE = L.offset(L.Scratch, "work.stage")
-_SLOTS = ("value", "limit", "acc", "mode", "seen", "oor", "lost", "skip", "len", "tail")
+_SLOTS = ("value", "limit", "acc", "mode", "seen", "oor", "lost", "skip", "len", "tail",
+          "signed")
 S = {name: _STAGE + 8 * i for i, name in enumerate(_SLOTS)}
 assert len(_SLOTS) * 8 <= L.Work.stage.size
 
@@ -84,9 +86,20 @@ def _emit(p, flt, negative, then, seen=None):
     items += [oor, *_count(R9, "oor", R2), asm.ja(then), value]
     if negative:
         items.append(asm.alu64("neg", R0))
-    if codegen.drops_all(flt):
+    if is_function(flt):
+        # A compiled Python function: inlined when small and leaf-like, else called as
+        # a subprogram. Either way it may clobber R0-R5: the value waits in the
+        # scratch map and the threshold is read again if it is gone.
+        code = function_code(flt)
+        items += [asm.stx(8, R9, R0, S["signed"]), asm.mov64(R1, R0)]
+        items += code.inlined(f"{p}.fn") if code.inline else [asm.call_local(JIT_FILTER)]
+        if R4 in code.clobbers:
+            items.append(asm.ldx(8, R4, R9, S["limit"]))
+        items += [asm.jmp("eq", R0, 0, then), asm.ldx(8, R0, R9, S["signed"])]
+    elif codegen.drops_all(flt):
         return items + [asm.ja(then)]
-    items += codegen.filter_code(flt, R0, (R1, R2, R3), then, f"{p}.f")
+    else:
+        items += codegen.filter_code(flt, R0, (R1, R2, R3), then, f"{p}.f")
     items += [asm.ldx(4, R2, R9, _WORK_NKEPT), asm.jmp("ge", R2, L.KEPT_MAX, full),
               asm.mov64(R1, R2), asm.alu64("lsh", R1, 3), asm.alu64("add", R1, R9),
               asm.stx(8, R1, R0, _KEPT),
@@ -142,7 +155,8 @@ def _native_state(name, flt, state, k):
         asm.alu64("mul", R6, 10), asm.alu64("add", R6, R1), asm.ja(nxt(state)),
         ovf, asm.mov64(R6, -1), asm.ja(nxt(state)),        # out of range for good
         end, asm.mov64(R7, R1),
-        *_emit(f"{here}.e", flt, state == "NEG", after, seen=R5),
+        *_emit(f"{here}.e", flt, state == "NEG", after,
+               seen=None if _seen_in_memory(flt) else R5),
         after, asm.jmp("eq", R7, _MINUS, nxt("MINUS")), asm.ja(nxt("OUT"))]
 
 
@@ -157,8 +171,8 @@ def _native_callback(name, flt, block):
     else:
         items += [asm.ldx(8, R8, R9, S["tail"]), asm.jmp("gt", R8, L.PIECE, f"{name}.ret"),
                   asm.alu64("add", R8, R9), asm.alu64("add", R8, _DATA)]
-    items += [asm.alu64("add", R8, R1),
-              asm.ldx(8, R6, R9, S["acc"]), asm.ldx(8, R5, R9, S["seen"]),
+    seen = [] if _seen_in_memory(flt) else [asm.ldx(8, R5, R9, S["seen"])]
+    items += [asm.alu64("add", R8, R1), asm.ldx(8, R6, R9, S["acc"]), *seen,
               asm.ldx(8, R4, R9, S["limit"]),
               # enter the state the mode names
               asm.ldx(8, R7, R9, S["mode"]),
@@ -171,8 +185,9 @@ def _native_callback(name, flt, block):
     done = f"{name}.done"
     for state, mode in _STATES.items():
         items += [f"{name}.{state}{block}", asm.mov64(R7, mode), asm.ja(done)]
-    items += [done, asm.stx(8, R9, R6, S["acc"]), asm.stx(8, R9, R7, S["mode"]),
-              asm.stx(8, R9, R5, S["seen"]), *_callback_exit(name)]
+    seen = [] if _seen_in_memory(flt) else [asm.stx(8, R9, R5, S["seen"])]
+    items += [done, asm.stx(8, R9, R6, S["acc"]), asm.stx(8, R9, R7, S["mode"]), *seen,
+              *_callback_exit(name)]
     return items
 
 
@@ -326,8 +341,63 @@ def build(flt, parser, scratch_fd, tenants_fd, stages_fd):
         items += _native_callback("native.byte", flt, 1)
     else:
         items += _strtol_callback(flt)
+    subprograms = list(_CALLBACKS[parser])
+    if is_function(flt) and not function_code(flt).inline:
+        items += [JIT_FILTER, *function_code(flt).insns]
+        subprograms.append((JIT_FILTER, 1))
     labels = {}
     insns = asm.assemble(items, labels_out=labels)
     functions = [("fr_filter", 0, 1)] + [(name.replace(".", "_"), labels[name], nargs)
-                                         for name, nargs in _CALLBACKS[parser]]
+                                         for name, nargs in subprograms]
     return insns, functions
+
+
+JIT_FILTER = "jit.keep"
+
+
+def is_function(flt):
+    """Whether flt is a filter compiled from a Python function (custom.Function), as
+    opposed to an expression (expr.Filter) or None."""
+    return hasattr(flt, "code")
+
+
+INLINE_MAX = 64        # instructions of a compiled filter worth repeating at every end
+
+
+class FunctionCode:
+    """A compiled filter's instructions and how the stage can use them: inline (no
+    calls, no stack, no callee-saved register written, short) or as a subprogram."""
+
+    def __init__(self, insns):
+        self.insns = insns
+        self.clobbers = {i.dst for i in insns if i.cls in _WRITES_DST}
+        calls = any(i.code == BPF_JMP | BPF_CALL for i in insns)
+        uses_stack = any(R10 in (i.dst, i.src) for i in insns)
+        self.inline = (len(insns) <= INLINE_MAX and not calls and not uses_stack
+                       and not self.clobbers & {R6, R7, R8, R9})
+        if not self.inline:
+            self.clobbers = {R0, R1, R2, R3, R4, R5}
+
+    def inlined(self, prefix):
+        """The instructions with every exit turned into a jump past their end."""
+        slots = asm.slot_offsets(self.insns)
+        total = slots[-1] + self.insns[-1].slots
+        out = []
+        for at, insn in zip(slots, self.insns):
+            out.append(asm.ja(total - (at + 1)) if insn.code == _EXIT else insn)
+        return out
+
+
+_EXIT = BPF_JMP | BPF_EXIT
+_WRITES_DST = (BPF_ALU, BPF_ALU64, BPF_LD, BPF_LDX)
+
+
+def function_code(flt):
+    """FunctionCode of a compiled filter (custom.Function keeps it)."""
+    return flt.code
+
+
+def _seen_in_memory(flt):
+    """Count numbers in the scratch map rather than in R5 (which a compiled filter
+    may clobber)."""
+    return is_function(flt) and R5 in function_code(flt).clobbers

@@ -25,11 +25,12 @@ class TenantTable:
     """fr_tenants and fr_inflight, opened with the layouts of layout.py (Map checks
     that their sizes match the kernel's maps)."""
 
-    def __init__(self, tenants, inflight):
-        self.tenants, self.inflight = tenants, inflight
+    def __init__(self, tenants, inflight, states):
+        self.tenants, self.inflight, self.states = tenants, inflight, states
 
-    def register(self, buf, filter_slot, reduce_slot, flags=0):
-        """Register this process's buffer at address buf; returns its Key."""
+    def register(self, buf, filter_slot, reduce_slot, flags=0, state=None):
+        """Register this process's buffer at address buf; returns its Key. state: the
+        initial slots of a custom reduce stage's state (custom.Reduce), if it has one."""
         pid = os.getpid()
         window = procs.start_window(pid)
         key = L.Key(tgid=pid, buf=buf)
@@ -44,6 +45,17 @@ class TenantTable:
                     f"the pipeline's tenant table is full ({self.tenants.max_entries} "
                     f"tenants registered and alive); unregister some") from None
             self._insert(key, value)
+        if state is not None:
+            # After the tenant: a registration refused (EEXIST) must not reset the
+            # state of the tenant already there. No read of this buffer can happen in
+            # between: this thread registers before it reads.
+            slots = L.State()
+            slots.slot[:len(state)] = state
+            try:
+                self.states[key] = slots
+            except BaseException:
+                self.unregister(key)
+                raise
         return key
 
     def _insert(self, key, value):
@@ -59,11 +71,16 @@ class TenantTable:
         """The tenant's layout.Tenant as the kernel has it now (KeyError: gone)."""
         return self.tenants[key]
 
+    def state(self, key):
+        """The custom reduce state's slots (a list of ints)."""
+        return list(self.states[key].slot)
+
     def unregister(self, key):
-        try:
-            del self.tenants[key]
-        except KeyError:
-            pass
+        for table in (self.tenants, self.states):
+            try:
+                del table[key]
+            except KeyError:
+                pass
 
     def reclaim(self):
         """Remove the entries of processes that have exited (or whose pid now names
@@ -77,6 +94,12 @@ class TenantTable:
                 stale.append(key)
         for key in stale:
             self.unregister(key)
+        for key in list(self.states.keys()):      # states whose tenant went first
+            if key not in self.tenants:
+                try:
+                    del self.states[key]
+                except KeyError:
+                    pass
         for pid_tgid in list(self.inflight.keys()):
             tid, tgid = pid_tgid & 0xFFFFFFFF, pid_tgid >> 32
             if not procs.thread_exists(tgid, tid):

@@ -372,16 +372,22 @@ def _log_text(buf):
 
 
 def prog_test_run(fd, data_in=None, data_size_out=0, ctx_in=None, ctx_size_out=0,
-                  repeat=1, flags=0, cpu=0, batch_size=0):
-    """BPF_PROG_TEST_RUN; returns (retval, duration_ns, data_out, ctx_out)."""
+                  repeat=1, flags=0, cpu=0, batch_size=0, ctx_in_place=False):
+    """BPF_PROG_TEST_RUN; returns (retval, duration_ns, data_out, ctx_out).
+
+    The context goes in through a buffer of its own: syscall programs write it back
+    into ctx_in (the kernel copies the context back there, not to ctx_out), which must
+    never be the caller's bytes object; with ctx_in_place, that buffer is the
+    returned ctx_out."""
     A.check(A.TestRunAttr, "data_size_out", data_size_out)  # before sizing buffers by them
     A.check(A.TestRunAttr, "ctx_size_out", ctx_size_out)
     data_out = ctypes.create_string_buffer(data_size_out) if data_size_out else None
     ctx_out = ctypes.create_string_buffer(ctx_size_out) if ctx_size_out else None
+    ctx_buf = ctypes.create_string_buffer(bytes(ctx_in), len(ctx_in)) if ctx_in else None
     attr = A.TestRunAttr(
         prog_fd=fd, data_size_in=len(data_in or b""), data_in=address(data_in),
         data_size_out=data_size_out, data_out=address(data_out),
-        ctx_size_in=len(ctx_in or b""), ctx_in=address(ctx_in),
+        ctx_size_in=len(ctx_in or b""), ctx_in=address(ctx_buf),
         ctx_size_out=ctx_size_out, ctx_out=address(ctx_out),
         repeat=repeat, flags=flags, cpu=cpu, batch_size=batch_size)
     bpf(Cmd.PROG_TEST_RUN, attr, {
@@ -389,6 +395,8 @@ def prog_test_run(fd, data_in=None, data_size_out=0, ctx_in=None, ctx_size_out=0
         errno.ENOSPC: "data_out/ctx_out is smaller than what the program produced"})
     data = data_out.raw[:attr.data_size_out] if data_out is not None else b""
     ctx = ctx_out.raw[:attr.ctx_size_out] if ctx_out is not None else b""
+    if ctx_in_place and ctx_buf is not None:
+        ctx = ctx_buf.raw
     return attr.retval, attr.duration, data, ctx
 
 

@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 HEADER = os.path.join(ROOT, "programs", "filterreduce.h")
 STRUCTS = {"fr_key": L.Key, "fr_result": L.Result, "fr_tenant": L.Tenant,
            "fr_inflight": L.Inflight, "fr_work": L.Work, "fr_scratch": L.Scratch,
-           "fr_slot": L.Slot, "fr_info": L.Info}
+           "fr_slot": L.Slot, "fr_info": L.Info, "fr_state": L.State}
 
 
 def header_constants():
