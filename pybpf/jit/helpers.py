@@ -12,13 +12,13 @@ runs, which the host check relies on.
     def count(ctx):
         calls[jit.tgid()] += 1
 """
-import ctypes
 import dataclasses
 import os
 import random
 import threading
 import time
 
+from ..kernel import cpus
 from ..kernel.constants import HelperId
 
 
@@ -72,7 +72,7 @@ def ktime_ns():
 @_helper(HelperId.get_smp_processor_id, mask=0xFFFFFFFF)
 def cpu():
     """The CPU the program runs on."""
-    return ctypes.CDLL(None, use_errno=True).sched_getcpu()
+    return cpus.current_cpu()
 
 
 @_helper(HelperId.get_prandom_u32, mask=0xFFFFFFFF)

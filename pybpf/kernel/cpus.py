@@ -6,6 +6,8 @@ per online one; sampling events and perf buffers open one event per *online* CPU
 import functools
 import os
 
+from .libc import LIBC
+
 POSSIBLE = "/sys/devices/system/cpu/possible"
 ONLINE = "/sys/devices/system/cpu/online"
 
@@ -37,3 +39,8 @@ def possible_cpus():
 def online_cpus():
     with open(ONLINE) as f:
         return parse_cpu_list(f.read())
+
+
+def current_cpu():
+    """The CPU this thread runs on now (sched_getcpu(3)); it may move right after."""
+    return LIBC.sched_getcpu()
