@@ -20,7 +20,7 @@ from typing import List, NamedTuple, Optional, Tuple, Union
 from . import asm
 from .errors import BPFError, InputError
 from .kernel import bpf as kbpf
-from .kernel import files, newer, sysctl
+from .kernel import files, sysctl
 from .kernel.constants import BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, Cmd, MapType
 from .fd import open_pinned
 from .maps import KeyedMap, Map
@@ -35,12 +35,11 @@ class UnreadableMapError(InputError):
     """The map's elements cannot be read from user space (or not by pybpf)."""
 
 
-def type_name(value, names):
-    """"hash" for MapType.HASH; a newer type by its kernel name (from names) or as
-    "type 34"."""
+def type_name(value):
+    """"hash" for MapType.HASH; a type newer than pybpf's constants as "type 34"."""
     if hasattr(value, "name"):
         return value.name.lower()
-    return names.get(value, f"type {value}")
+    return f"type {value}"
 
 
 # ---- finding and opening objects ---------------------------------------------
@@ -164,7 +163,7 @@ def describe_program(prog):
     loaded_at = boot_time_to_datetime(info.load_time_ns)
     return {
         "id": info.id,
-        "type": type_name(info.type, newer.PROG_TYPE_NAMES),
+        "type": type_name(info.type),
         "name": info.name,
         "tag": info.tag,
         "gpl_compatible": info.gpl_compatible,
@@ -229,7 +228,7 @@ def describe_map(m):
     info = m.info()
     return {
         "id": info.id,
-        "type": type_name(info.type, newer.MAP_TYPE_NAMES),
+        "type": type_name(info.type),
         "name": info.name,
         "flags": info.flags,
         "bytes_key": info.key_size,
@@ -261,8 +260,8 @@ _UNREADABLE = {
     MapType.SK_STORAGE: _OWNER_KEYED,
     MapType.INODE_STORAGE: _OWNER_KEYED,
     MapType.TASK_STORAGE: _OWNER_KEYED,
-    newer.BPF_MAP_TYPE_CGRP_STORAGE: _OWNER_KEYED,
-    newer.BPF_MAP_TYPE_ARENA: "an arena is memory shared with programs (mmap() it), not "
+    MapType.CGRP_STORAGE: _OWNER_KEYED,
+    MapType.ARENA: "an arena is memory shared with programs (mmap() it), not "
                               "key/value elements",
 }
 # Values stored as fds and read back as the id of what they refer to.
@@ -280,7 +279,7 @@ def dump_map(m) -> List[Entry]:
     maps whose elements user space cannot read.
     """
     info = m.info()
-    what = f"map {info.id} ({type_name(info.type, newer.MAP_TYPE_NAMES)})"
+    what = f"map {info.id} ({type_name(info.type)})"
     reason = _UNREADABLE.get(info.type)
     if reason is None and not isinstance(m, KeyedMap) and info.type not in PEEK_ONLY:
         reason = "pybpf does not know how to read elements of this map type"

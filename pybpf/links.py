@@ -17,7 +17,7 @@ import struct
 from .errors import BPFError, NotSupportedError
 from .fd import FdObject, Pinnable, open_pinned
 from .kernel import bpf as kbpf
-from .kernel import features, newer
+from .kernel import features
 from .kernel.constants import AttachType, Cmd, LinkType
 
 
@@ -32,7 +32,7 @@ class LinkInfo:
     def to_dict(self):
         d = dataclasses.asdict(self)
         d["type"] = (self.type.name.lower() if isinstance(self.type, LinkType)
-                     else newer.LINK_TYPE_NAMES.get(self.type, self.type))
+                     else self.type)
         return d
 
 
@@ -119,7 +119,7 @@ def _details(ltype, words):
         return {"netns_ino": u32[0], "attach_type": _attach_name(u32[1])}
     if ltype == LinkType.XDP:
         return {"ifindex": u32[0]}
-    if ltype == newer.BPF_LINK_TYPE_TCX:
+    if ltype == LinkType.TCX:
         return {"ifindex": u32[0], "attach_type": _attach_name(u32[1])}
     return {}
 
@@ -128,7 +128,7 @@ def _attach_name(value):
     try:
         return AttachType(value).name.lower()
     except ValueError:
-        return newer.ATTACH_TYPE_NAMES.get(value, value)
+        return value
 
 
 def attach_raw_tracepoint(program, name):

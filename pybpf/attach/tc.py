@@ -18,8 +18,7 @@ import os
 from .. import args
 from ..errors import BPFError, InputError
 from ..kernel import bpf as kbpf
-from ..kernel import newer
-from ..kernel.constants import ProgType
+from ..kernel.constants import AttachType, ProgType
 from .common import check_type
 from .netdev import (InterfaceLink, NetlinkLink, check_net_type, choose_via, entered,
                      need_iface, resolve_interface, where_of)
@@ -31,7 +30,7 @@ INGRESS, EGRESS = "ingress", "egress"
 # tc handles: the clsact qdisc is ffff:, its ingress and egress hooks ffff:fff2/fff3.
 _CLSACT_HANDLE = 0xFFFF0000
 _TC_PARENTS = {INGRESS: 0xFFFFFFF2, EGRESS: 0xFFFFFFF3}
-_TCX_TYPES = {INGRESS: newer.BPF_TCX_INGRESS, EGRESS: newer.BPF_TCX_EGRESS}
+_TCX_TYPES = {INGRESS: AttachType.TCX_INGRESS, EGRESS: AttachType.TCX_EGRESS}
 _TC_FILTER_HANDLE = 1
 _ETH_P_ALL = 0x0003
 

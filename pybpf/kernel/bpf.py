@@ -12,7 +12,7 @@ import threading
 
 from ..errors import ENOTSUPP, BPFError, InputError
 from . import attr as A
-from . import cpus, files, memlock, mounts, newer, security
+from . import cpus, files, memlock, mounts, security
 from .constants import (BPF_F_NUMA_NODE, BPF_F_REPLACE, BPF_OBJ_NAME_LEN, Cmd, MapType,
                         ProgType)
 from .syscall import bpf, bpf_errno, bpf_failed, make_error, prebuilt_args, raw_call
@@ -135,7 +135,7 @@ def value_buffer_size(map_type, value_size):
     fewer than the kernel's num_possible_cpus()). A type newer than pybpf's constants
     may be per-CPU, so it is sized as if it were.
     """
-    if map_type in PERCPU_MAP_TYPES or map_type > newer.LAST_MAP_TYPE:
+    if map_type in PERCPU_MAP_TYPES or map_type > max(MapType):
         return (value_size + 7) // 8 * 8 * cpus.possible_cpus()
     if map_type in FD_MAP_TYPES:
         return 4
@@ -348,7 +348,7 @@ _NET_ADMIN_TYPES = frozenset({
     ProgType.LWT_XMIT, ProgType.LWT_SEG6LOCAL, ProgType.SK_SKB, ProgType.SK_MSG,
     ProgType.FLOW_DISSECTOR, ProgType.CGROUP_DEVICE, ProgType.CGROUP_SOCK,
     ProgType.CGROUP_SOCK_ADDR, ProgType.CGROUP_SOCKOPT, ProgType.CGROUP_SYSCTL,
-    ProgType.SOCK_OPS, ProgType.EXT, newer.BPF_PROG_TYPE_NETFILTER})
+    ProgType.SOCK_OPS, ProgType.EXT, ProgType.NETFILTER})
 _PERFMON_TYPES = frozenset({
     ProgType.KPROBE, ProgType.TRACEPOINT, ProgType.PERF_EVENT, ProgType.RAW_TRACEPOINT,
     ProgType.RAW_TRACEPOINT_WRITABLE, ProgType.TRACING, ProgType.LSM, ProgType.STRUCT_OPS,

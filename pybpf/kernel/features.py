@@ -24,7 +24,7 @@ from typing import Callable, Optional
 from .. import asm
 from ..errors import ENOTSUPP, BPFError, NotSupportedError
 from . import attr as A
-from . import namespaces, newer, release, syscall, tracefs
+from . import namespaces, release, syscall, tracefs
 from .constants import (BPF_F_SLEEPABLE, AttachType, Cmd, HelperId, MapType, ProgType,
                         XDP_PASS)
 from .pmu import pmu_format, pmu_type
@@ -249,7 +249,7 @@ def _bpf_link_xdp():
 @_feature("tcx", "6.6", "tcx links on tc hooks")
 def _tcx():
     """A tcx link to interface 0, which does not exist: ENODEV where tcx exists."""
-    return _link_answer(ProgType.SCHED_CLS, lambda: 0, newer.BPF_TCX_INGRESS, errno.ENODEV)
+    return _link_answer(ProgType.SCHED_CLS, lambda: 0, AttachType.TCX_INGRESS, errno.ENODEV)
 
 
 @_feature("map_batch", "5.6", "batch map operations (BPF_MAP_*_BATCH)")

@@ -28,8 +28,8 @@ from pybpf.cli import main  # noqa: E402
 from pybpf.errors import BPFError  # noqa: E402
 from pybpf.kernel import attr  # noqa: E402
 from pybpf.kernel import bpf as kbpf  # noqa: E402
-from pybpf.kernel import features, newer  # noqa: E402
-from pybpf.kernel.constants import Cmd, LinkType  # noqa: E402
+from pybpf.kernel import features  # noqa: E402
+from pybpf.kernel.constants import AttachType, Cmd, LinkType  # noqa: E402
 from pybpf.kernel.syscall import bpf  # noqa: E402
 from pybpf.links import BpfLink  # noqa: E402
 from pybpf.loader import BpfObject  # noqa: E402
@@ -212,7 +212,7 @@ def _qdisc_kinds(ns, ifname):
 def _tcx_prog_ids(ns, ifname, direction):
     with inside(ns):
         ifindex = socket.if_nametoindex(ifname)
-        attach_type = {"ingress": newer.BPF_TCX_INGRESS, "egress": newer.BPF_TCX_EGRESS}
+        attach_type = {"ingress": AttachType.TCX_INGRESS, "egress": AttachType.TCX_EGRESS}
         return kbpf.prog_query(ifindex, attach_type[direction])[1]
 
 
@@ -269,7 +269,7 @@ def test_a_tcx_query_writes_only_inside_the_query_attr(netpair, tc_obj):
         buf = (ctypes.c_uint8 * (size + 64))(*([0xAA] * (size + 64)))
         query = attr.ProgQueryAttr.from_buffer(buf)
         ctypes.memset(buf, 0, size)
-        query.target_fd, query.attach_type = link.ifindex, newer.BPF_TCX_INGRESS
+        query.target_fd, query.attach_type = link.ifindex, AttachType.TCX_INGRESS
         with inside(netpair[1]):
             bpf(Cmd.PROG_QUERY, query)
         assert query.prog_cnt == 1 and query.revision > 0

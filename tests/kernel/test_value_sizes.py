@@ -25,7 +25,7 @@ from pybpf import BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, Map, MapType, Program, asm
 from pybpf.attach import attach, attach_cgroup
 from pybpf.kernel import attr as A
 from pybpf.kernel import bpf as kbpf
-from pybpf.kernel import newer, system
+from pybpf.kernel import system
 from pybpf.kernel.constants import AttachType, Cmd, HelperId, ProgType
 from pybpf.kernel.syscall import bpf
 from pybpf.loader import BpfObject
@@ -124,11 +124,10 @@ PARAMS = {
     MapType.USER_RINGBUF: {"key_size": 0, "value_size": 0,
                            "max_entries": system.page_size()},
 }
-# Types newer than pybpf's generated constants that this kernel may have as well.
-PARAMS[newer.BPF_MAP_TYPE_ARENA] = {"key_size": 0, "value_size": 0, "max_entries": 1,
-                                    "flags": BPF_F_MMAPABLE}
+PARAMS[MapType.ARENA] = {"key_size": 0, "value_size": 0, "max_entries": 1,
+                         "flags": BPF_F_MMAPABLE}
 _LOCAL_STORAGE = (MapType.SK_STORAGE, MapType.INODE_STORAGE, MapType.TASK_STORAGE,
-                  newer.BPF_MAP_TYPE_CGRP_STORAGE)
+                  MapType.CGRP_STORAGE)
 
 
 def _create(map_type, keep):
@@ -148,24 +147,12 @@ def _create(map_type, keep):
 
 
 def _types_this_kernel_creates():
-    """MapType's types the probe finds, and the newer ones this kernel creates."""
-    found = [t for t in MapType if t and t != MapType.STRUCT_OPS and probe_map_type(t).available]
-    for t in newer.MAP_TYPE_NAMES:
-        keep = []
-        try:
-            fd, _ = _create(t, keep)
-            found.append(t)
-            os.close(fd)
-        except pybpf.BPFError:
-            pass  # a kernel older than the type
-        finally:
-            for f in keep:
-                os.close(f)
-    return found
+    """MapType's types the probe finds."""
+    return [t for t in MapType if t and t != MapType.STRUCT_OPS and probe_map_type(t).available]
 
 
 def _name(map_type):
-    return getattr(map_type, "name", None) or newer.MAP_TYPE_NAMES[map_type]
+    return map_type.name
 
 
 @pytest.mark.parametrize("map_type", _types_this_kernel_creates(), ids=_name)
