@@ -21,10 +21,11 @@ from . import asm
 from .errors import BPFError, InputError
 from .kernel import bpf as kbpf
 from .kernel import files, sysctl
-from .kernel.constants import BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, Cmd, MapType
+from .kernel.constants import BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, Cmd, MapType, ProgType
 from .fd import open_pinned
 from .maps import KeyedMap, Map
 from .programs import Program
+from .typenames import type_name
 
 
 class NotFoundError(InputError):
@@ -33,13 +34,6 @@ class NotFoundError(InputError):
 
 class UnreadableMapError(InputError):
     """The map's elements cannot be read from user space (or not by pybpf)."""
-
-
-def type_name(value):
-    """"hash" for MapType.HASH; a type newer than pybpf's constants as "type 34"."""
-    if hasattr(value, "name"):
-        return value.name.lower()
-    return f"type {value}"
 
 
 # ---- finding and opening objects ---------------------------------------------
@@ -163,7 +157,7 @@ def describe_program(prog):
     loaded_at = boot_time_to_datetime(info.load_time_ns)
     return {
         "id": info.id,
-        "type": type_name(info.type),
+        "type": type_name(info.type, ProgType),
         "name": info.name,
         "tag": info.tag,
         "gpl_compatible": info.gpl_compatible,
@@ -228,7 +222,7 @@ def describe_map(m):
     info = m.info()
     return {
         "id": info.id,
-        "type": type_name(info.type),
+        "type": type_name(info.type, MapType),
         "name": info.name,
         "flags": info.flags,
         "bytes_key": info.key_size,
@@ -279,7 +273,7 @@ def dump_map(m) -> List[Entry]:
     maps whose elements user space cannot read.
     """
     info = m.info()
-    what = f"map {info.id} ({type_name(info.type)})"
+    what = f"map {info.id} ({type_name(info.type, MapType)})"
     reason = _UNREADABLE.get(info.type)
     if reason is None and not isinstance(m, KeyedMap) and info.type not in PEEK_ONLY:
         reason = "pybpf does not know how to read elements of this map type"

@@ -19,6 +19,7 @@ from .fd import FdObject, Pinnable, open_pinned
 from .kernel import bpf as kbpf
 from .kernel import features
 from .kernel.constants import AttachType, Cmd, LinkType
+from .typenames import type_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,8 +32,7 @@ class LinkInfo:
 
     def to_dict(self):
         d = dataclasses.asdict(self)
-        d["type"] = (self.type.name.lower() if isinstance(self.type, LinkType)
-                     else self.type)
+        d["type"] = type_name(self.type, LinkType)
         return d
 
 
@@ -125,10 +125,7 @@ def _details(ltype, words):
 
 
 def _attach_name(value):
-    try:
-        return AttachType(value).name.lower()
-    except ValueError:
-        return value
+    return type_name(value, AttachType)
 
 
 def attach_raw_tracepoint(program, name):

@@ -5,6 +5,7 @@ import atexit
 import os
 import weakref
 
+from .. import typenames
 from ..errors import InputError, NotSupportedError
 from ..kernel import procs, tracefs
 from ..kernel.constants import ProgType
@@ -22,7 +23,7 @@ class HookNotSupportedError(NotSupportedError, AttachError):
 
 
 def type_name(ptype):
-    return ptype.name.lower() if isinstance(ptype, ProgType) else str(ptype)
+    return typenames.type_name(ptype, ProgType)
 
 
 def check_type(program, allowed, hook, section):
