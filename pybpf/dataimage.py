@@ -50,6 +50,15 @@ class ZeroImage:
             data = self._pages.setdefault(page, bytearray(PAGE))
             data[lo - page * PAGE:hi - page * PAGE] = raw[lo - start:hi - start]
 
+    def __eq__(self, other):
+        """Equal to an image of the same size with the same bytes written (a spec
+        compared with its copy, before and after a load)."""
+        if not isinstance(other, ZeroImage):
+            return NotImplemented
+        return self.size == other.size and list(self.written()) == list(other.written())
+
+    __hash__ = None
+
     def written(self):
         """(offset, bytes) of every page written to, in order: all that is not zero."""
         for page in sorted(self._pages):

@@ -15,6 +15,8 @@ from .btf.handle import KernelBtf
 from .errors import BPFError, EmptyError, InputError, MapFullError, MissingError, UnsupportedError
 from .fd import FdObject, Pinnable, open_pinned
 from .mapbatch import EXIST_FLAGS, Batches
+from .mapcreate import create_fd, create_from_spec
+from .specs import MapSpec
 from .kernel import bpf as kbpf
 from .kernel import cpus, files
 from .kernel.constants import (BPF_ANY, BPF_EXIST, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC,
@@ -107,7 +109,19 @@ class Map(Pinnable):
         """Create a map. ``key`` and ``value`` are specs (struct format, ctypes type,
         size in bytes; see pybpf.codec) or give raw sizes with key_size/value_size.
         ``btf`` (a loaded KernelBtf) with the key/value type ids describes the types
-        to the kernel, which then prints values by type (bpftool, /sys/fs/bpf)."""
+        to the kernel, which then prints values by type (bpftool, /sys/fs/bpf).
+
+        ``Map.create(spec, inner_map=..., btf=...)`` creates the map a
+        :class:`pybpf.specs.MapSpec` defines, as the object loader does (see
+        :mod:`pybpf.mapcreate`); btf is then the object's, used where the kernel
+        takes it."""
+        if isinstance(map_type, MapSpec):
+            if key is not None or value is not None or max_entries is not None:
+                raise InputError("Map.create(spec) takes the key, value and max_entries "
+                                 "from the spec")
+            fd, key, value = create_from_spec(map_type, inner_fd=_fd(inner_map, Map),
+                                              btf_fd=_fd(btf, KernelBtf))
+            return Map.from_fd(fd, key=key, value=value)
         cls = _class_for(map_type_of(map_type))
         flags, map_extra = args.integer(flags, "flags", 0), args.integer(map_extra, "map_extra", 0)
         if max_entries is not None:
@@ -121,13 +135,11 @@ class Map(Pinnable):
         hints = {errno.EINVAL: f"the kernel refused these {cls.map_type.name} map "
                                f"parameters (key_size={key_size}, value_size={value_size}, "
                                f"max_entries={max_entries}, flags={flags:#x})"}
-        inner_fd = args.fd_of(inner_map, Map, "inner_map") if inner_map is not None else 0
-        fd = kbpf.map_create(cls.map_type, key_size, value_size, max_entries, flags, name,
-                             inner_map_fd=inner_fd, numa_node=numa_node,
-                             map_extra=map_extra, hints=hints,
-                             btf_fd=args.fd_of(btf, KernelBtf, "btf") if btf is not None else 0,
-                             btf_key_type_id=btf_key_type_id,
-                             btf_value_type_id=btf_value_type_id)
+        spec = MapSpec(name, cls.map_type, key_size, value_size, max_entries, flags,
+                       numa_node, map_extra, btf_key_type_id=btf_key_type_id,
+                       btf_value_type_id=btf_value_type_id)
+        fd = create_fd(spec, inner_fd=_fd(inner_map, Map), btf_fd=_fd(btf, KernelBtf),
+                       hints=hints)
         try:
             return cls(fd, cls.map_type, key_size, value_size, max_entries, flags, name,
                        key=key if key_size else None, value=value)
@@ -230,6 +242,12 @@ class Map(Pinnable):
         if int(fdinfo.get("flags", "2"), 8) & os.O_ACCMODE == os.O_RDONLY:
             return "this fd is read-only (opened with readonly=True); open the map without it"
         return None
+
+
+def _fd(obj, kind):
+    """The fd of an optional inner map or BTF argument (0 when not given)."""
+    return args.fd_of(obj, kind, "inner_map" if kind is Map else "btf") if obj is not None \
+        else 0
 
 
 def _spec_size(spec, explicit, what):

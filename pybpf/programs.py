@@ -12,7 +12,10 @@ from .btf.handle import KernelBtf
 from .fd import FdObject, Pinnable, open_pinned
 from .kernel import bpf as kbpf
 from .kernel import release
-from .kernel.constants import AttachType, Cmd, ProgType, StatsType
+from .kernel.constants import (BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS, AttachType, Cmd,
+                               ProgType, StatsType)
+from . import sections
+from .specs import ProgramSpec
 
 # BPF_PROG_TEST_RUN output room for packet programs beyond the input's length: XDP and
 # tc programs may grow the packet (bpf_xdp_adjust_head/tail).
@@ -102,7 +105,7 @@ class Program(Pinnable):
         self.verifier_log = log  # set when loaded with log_level > 0
 
     @classmethod
-    def load(cls, prog_type, insns, license="GPL", *, name="", expected_attach_type=None,
+    def load(cls, prog_type, insns=None, license="GPL", *, name="", expected_attach_type=None,
              kern_version=None, flags=0, log_level=0, log_size=None, attach_btf_id=0,
              attach_prog_fd=0, ifindex=0, btf=None, func_info=None, line_info=None,
              fd_array=None):
@@ -113,7 +116,29 @@ class Program(Pinnable):
         ``btf`` (a loaded BTF object), ``func_info`` and ``line_info`` (``(bytes,
         record_size)`` pairs from .BTF.ext) let the verifier name C source lines.
         Raises VerifierError, whose ``log`` is the whole verifier log.
+
+        ``Program.load(spec, ...)`` loads a :class:`pybpf.specs.ProgramSpec` whose
+        references the caller has filled in (see :mod:`pybpf.relocate`): its type,
+        instructions, license, name and flags come from the spec, and its func_info
+        and line_info with ``btf``, the object's loaded BTF they index.
         """
+        if isinstance(prog_type, ProgramSpec):
+            if insns is not None:
+                raise InputError("Program.load(spec) takes the instructions from the spec")
+            spec, sd = prog_type, prog_type.section_def
+            prog_type, insns, license = sd.prog_type, spec.insns, spec.license
+            name = name or kernel_name(spec.name)
+            if expected_attach_type is None:
+                expected_attach_type = sd.expected_attach_type
+            flags |= (BPF_F_SLEEPABLE if sd.flags & sections.SLEEPABLE else 0) | \
+                (BPF_F_XDP_HAS_FRAGS if sd.flags & sections.XDP_FRAGS else 0)
+            if kern_version is None:
+                kern_version = spec.kern_version
+            func_info, line_info = (spec.func_info, spec.line_info) if btf is not None \
+                else (None, None)
+            btf = btf if func_info else None
+        elif insns is None:
+            raise InputError("Program.load() needs the program's instructions")
         ptype = prog_type_of(prog_type)
         code = assemble(insns)
         if not isinstance(license, str):
@@ -200,6 +225,13 @@ class Program(Pinnable):
         state = "closed" if self.closed else f"fd={self._fd}"
         tname = self.type.name if isinstance(self.type, ProgType) else self.type
         return f"<{self._describe()} {tname} {state}>"
+
+
+def kernel_name(name):
+    """A program's name as the kernel holds it: its first 15 bytes, as libbpf cuts
+    them (an object keeps the whole name; obj.programs is keyed by it)."""
+    return name.encode("utf-8", "surrogateescape")[:kbpf.NAME_MAX].decode(
+        "utf-8", "surrogateescape")
 
 
 def _fd_array(fds):

@@ -14,6 +14,7 @@ from .dataimage import ZeroImage
 from .errors import InputError, MissingError, UnsupportedError
 from .kernel import bpf as kbpf
 from .kernel import cpus, kconfig, release
+from .kernel.constants import BPF_F_RDONLY_PROG
 
 
 class Variables:
@@ -147,12 +148,13 @@ def _kconfig_bytes(ext, value, btf):
         raise O.ObjectError(f"{ext.name}={value} does not fit in {ext.size} bytes") from None
 
 
-def fill_kconfig(spec, overrides):
-    """Write the value of every .kconfig extern into the .kconfig image: overrides
-    first, then the running kernel's config and version, then what libbpf provides."""
+def kconfig_image(spec, overrides):
+    """A copy of the .kconfig image with the value of every .kconfig extern (None
+    without externs): overrides first, then the running kernel's config and version,
+    then what libbpf provides. The spec's own image stays as parsed."""
     if O.KCONFIG not in spec.maps:
-        return
-    data = spec.maps[O.KCONFIG].data
+        return None
+    data = bytearray(spec.maps[O.KCONFIG].data)
     config = None
     for ext in (e for e in spec.externs.values() if e.section == O.KCONFIG):
         if ext.name in overrides:
@@ -172,6 +174,7 @@ def fill_kconfig(spec, overrides):
                 f"extern {ext.name!r} (.kconfig) has no value: this kernel's config "
                 f"does not set it; declare it __weak or pass kconfig={{{ext.name!r}: ...}}")
         data[ext.offset:ext.offset + ext.size] = _kconfig_bytes(ext, value, spec.btf)
+    return data
 
 
 def write_image(m, image):
@@ -186,7 +189,7 @@ def write_image(m, image):
     chunks = list(image.written()) if isinstance(image, ZeroImage) else [(0, image)]
     if not chunks:
         return
-    if m.flags & O.BPF_F_RDONLY_PROG:
+    if m.flags & BPF_F_RDONLY_PROG:
         m.update(0, image[0:len(image)])
         return
     page = cpus.page_size()

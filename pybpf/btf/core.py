@@ -541,14 +541,18 @@ def _signed(value):
     return value - (1 << 64) if value >> 63 else value
 
 
-def apply_relocation(buf, relo, local_btf, cache, byteorder="little", section="", index=0):
+def apply_relocation(buf, relo, local_btf, cache, byteorder="little", section="", index=0,
+                     at=None):
     """Resolve one record and patch buf (a bytearray of the section's instructions) in
-    place; returns its RelocationResult."""
+    place; returns its RelocationResult. ``at``: where in buf the record's instruction
+    is, when buf is a linked program rather than the section (messages and the result
+    still give the section's slot, the one the object's tools show)."""
     slot = relo.insn_off // 8
+    pos = relo.insn_off if at is None else at
     kind_name = relo.kind.name if isinstance(relo.kind, K) else str(relo.kind)
     head = f"CO-RE relocation #{index} in section {section!r} (instruction {slot}, " \
            f"{kind_name})"
-    if relo.insn_off % 8 or not 0 <= relo.insn_off <= len(buf) - 8:
+    if pos % 8 or not 0 <= pos <= len(buf) - 8:
         raise CoreError(f"{head}: insn_off {relo.insn_off} is not an instruction of the "
                         f"{len(buf)}-byte section")
     try:
@@ -561,7 +565,7 @@ def apply_relocation(buf, relo, local_btf, cache, byteorder="little", section=""
         raise CoreError(f"{head} of {what}: {text}; the object's code does not match its "
                         f"relocation record (was it modified after compiling?)")
 
-    pos, message = relo.insn_off, None
+    message = None
     if res.poison or not _patch(buf, pos, res, byteorder, fail):
         if res.poison:
             detail = f"not found in {cache.what}: {res.reason}"

@@ -1,4 +1,5 @@
 """The object loader on objects clang builds from tests/progs/loader/*.bpf.c."""
+import copy
 import os
 import subprocess
 import sys
@@ -219,3 +220,21 @@ def test_variables_after_load_go_through_the_shared_mapping(build, monkeypatch):
             assert obj.variables["last_len"] == 64  # written by the program
             obj.variables["counter"] = 77
         assert obj.maps[".data"][0] == (77).to_bytes(4, sys.byteorder)
+
+
+def test_one_parsed_spec_loads_twice_and_stays_as_parsed(build):
+    """Loading works on copies (issue 15): CO-RE, kconfig values and map fds never
+    reach the spec, so one parse serves two loads and compares equal afterwards."""
+    spec = ObjectFile.from_path(build("globals"))
+    kspec = ObjectFile.from_path(build("externs"))
+    before = [copy.deepcopy(s.programs) for s in (spec, kspec)]
+    maps_before = [copy.deepcopy(s.maps) for s in (spec, kspec)]
+    with BpfObject(spec).load() as one, BpfObject(spec).load() as two:
+        assert one.programs["measure"].test_run(PACKET).retval == 2
+        assert two.programs["measure"].test_run(PACKET).retval == 2
+        assert one.maps["lengths"].info().id != two.maps["lengths"].info().id
+    with BpfObject(kspec).load(kconfig={"CONFIG_PYBPF_NO_SUCH_OPTION": 3}) as obj:
+        obj.programs["read_config"].test_run(PACKET)
+        assert obj.variables["missing"] == 3
+    assert [s.programs for s in (spec, kspec)] == before
+    assert [s.maps for s in (spec, kspec)] == maps_before

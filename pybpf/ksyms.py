@@ -1,0 +1,56 @@
+"""Finding the kernel's side of an object's ``__ksym`` externs, before any load.
+
+Typed externs (kfuncs, kernel variables) are BTF ids in the kernel's BTF; typeless
+ones (``extern const void sym __ksym``) only an address, from kallsyms. As libbpf
+does, so both accept the same objects, every extern is looked up first: an object
+whose strong (non-__weak) extern this kernel lacks fails to load even when only
+programs that are not loaded (SEC("?...")) use it.
+"""
+from .btf import types as T
+from .kernel import kallsyms
+from .specs import KSYMS, ObjectError
+
+
+def resolve_ksyms(spec, target_btf):
+    """name -> ("func"|"var", BTF id), ("addr", address) or None (weak, missing) for
+    each .ksyms extern of the ObjectFile spec; target_btf() gives the kernel's BTF."""
+    found = {}
+    externs = spec.externs.values()
+    undeclared = sorted(e.name for e in externs if not e.section)
+    if undeclared:
+        raise ObjectError(
+            f"extern {', '.join(map(repr, undeclared))} is declared neither __ksym nor "
+            f"__kconfig: it is defined by another BPF object; link the objects into one "
+            f"first (bpftool gen object OUT.o A.o B.o)")
+    typeless = []
+    for ext in (e for e in externs if e.section == KSYMS):
+        kind = _ksym_kind(spec.btf, ext)
+        if kind is None:
+            typeless.append(ext)
+            continue
+        ids = target_btf().find(ext.name, kind)
+        found[ext.name] = (kind, ids[0]) if ids else None
+        if not ids and not ext.weak:
+            raise ObjectError(f"extern {kind} {ext.name!r} (.ksyms) is not in the "
+                              f"kernel's BTF; declare it __weak to make it optional")
+    if typeless:
+        addresses = kallsyms.kallsyms_addresses(e.name for e in typeless)
+        for ext in typeless:
+            addr = addresses.get(ext.name)
+            found[ext.name] = ("addr", addr) if addr else None
+            if not addr and not ext.weak:
+                raise ObjectError(
+                    f"extern {ext.name!r} (typeless __ksym) is not in /proc/kallsyms "
+                    f"(or kallsyms hides addresses: kptr_restrict); declare it __weak "
+                    f"to make it optional")
+    return found
+
+
+def _ksym_kind(btf, ext):
+    """"func" or "var" for a typed ksym, None for a typeless one (only its address,
+    found in kallsyms, is wanted)."""
+    if btf is None or not ext.btf_type_id:
+        return "var" if btf is not None else "func"
+    if isinstance(btf.type(ext.btf_type_id), T.Func):
+        return "func"
+    return "var" if btf.resolve(ext.btf_type_id) else None
