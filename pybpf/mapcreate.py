@@ -14,6 +14,7 @@ from .errors import BPFError
 from .kernel import bpf as kbpf
 from .kernel import cpus
 from .kernel.constants import MapType
+from .typenames import type_name
 
 
 def create_fd(spec, *, inner_fd=0, btf_fd=0, name=None, hints=None, btf_optional=False):
@@ -83,6 +84,6 @@ def _max_entries(spec):
 
 
 def _refused_hint(spec):
-    return (f"the kernel refused map {spec.name!r} as defined ({spec.type.name}, "
+    return (f"the kernel refused map {spec.name!r} as defined ({type_name(spec.type, MapType)}, "
             f"key_size={spec.key_size}, value_size={spec.value_size}, "
             f"max_entries={spec.max_entries}, flags={spec.flags:#x})")

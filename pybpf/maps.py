@@ -17,6 +17,7 @@ from .fd import FdObject, Pinnable, open_pinned
 from .mapbatch import EXIST_FLAGS, Batches
 from .mapcreate import create_fd, create_from_spec
 from .specs import MapSpec
+from .typenames import type_name
 from .kernel import bpf as kbpf
 from .kernel import cpus, files
 from .kernel.constants import (BPF_ANY, BPF_EXIST, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC,
@@ -60,7 +61,7 @@ class MapInfo:
 
     def to_dict(self):
         d = dataclasses.asdict(self)
-        d["type"] = self.type.name.lower()
+        d["type"] = type_name(self.type, MapType)
         return d
 
 
@@ -204,7 +205,7 @@ class Map(Pinnable):
                 f"value_size={self.value_size} max_entries={self.max_entries}>")
 
     def _refuse(self, what):
-        raise UnsupportedError(f"{self._describe()} ({self.type.name}) does not support {what}")
+        raise UnsupportedError(f"{self._describe()} ({type_name(self.type, MapType)}) does not support {what}")
 
     def _enc_key(self, key):
         if self._key is None:

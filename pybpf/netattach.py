@@ -11,11 +11,13 @@ pybpf[net]``); it is imported only when needed, so XDP and tcx links work withou
 from .attach.netdev import InterfaceError, resolve_interface
 from .attach.tc import EGRESS, INGRESS, TcLink, TcxLink, attach_tc
 from .attach.xdp import NetlinkXdpLink, XdpLink, attach_xdp
-from .kernel.constants import (XDP_FLAGS_DRV_MODE, XDP_FLAGS_HW_MODE, XDP_FLAGS_SKB_MODE,
+from .kernel.constants import (XDP_FLAGS_DRV_MODE, XDP_FLAGS_HW_MODE, XDP_FLAGS_MASK,
+                               XDP_FLAGS_MODES, XDP_FLAGS_REPLACE, XDP_FLAGS_SKB_MODE,
                                XDP_FLAGS_UPDATE_IF_NOEXIST)
 from .kernel.namespaces import netns_path
 
 __all__ = ["attach_xdp", "attach_tc", "resolve_interface", "XdpLink", "NetlinkXdpLink",
            "TcxLink", "TcLink", "InterfaceError", "INGRESS", "EGRESS", "XDP_FLAGS_SKB_MODE",
            "XDP_FLAGS_DRV_MODE", "XDP_FLAGS_HW_MODE", "XDP_FLAGS_UPDATE_IF_NOEXIST",
+           "XDP_FLAGS_MASK", "XDP_FLAGS_MODES", "XDP_FLAGS_REPLACE",
            "netns_path"]

@@ -267,11 +267,13 @@ def is_struct_ops(name):
 
 
 def _map_type(value, name):
+    """MapType, or the number of a type newer than pybpf's constants: such a map is
+    created as defined and the kernel judges it (a kernel that knows the type loads
+    the object; one that does not refuses it with EINVAL)."""
     try:
         return MapType(value)
     except ValueError:
-        raise ObjectError(f"map {name!r} has map type {value}, which pybpf's constants "
-                          f"(generated from the installed UAPI header) do not name") from None
+        return value
 
 
 

@@ -16,6 +16,7 @@ from .kernel.constants import (BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS, AttachType,
                                ProgType, StatsType)
 from . import sections
 from .specs import ProgramSpec
+from .typenames import type_name
 
 # BPF_PROG_TEST_RUN output room for packet programs beyond the input's length: XDP and
 # tc programs may grow the packet (bpf_xdp_adjust_head/tail).
@@ -91,7 +92,7 @@ class ProgInfo:
 
     def to_dict(self):
         d = dataclasses.asdict(self)
-        d["type"] = self.type.name.lower() if isinstance(self.type, ProgType) else self.type
+        d["type"] = type_name(self.type, ProgType)
         d["map_ids"] = list(self.map_ids)
         return d
 

@@ -6,7 +6,9 @@ C source line it stopped at (from the object's line info) on stderr.
 import sys
 
 from ..errors import Error, VerifierError
+from ..kernel.constants import MapType
 from ..loader import BpfObject
+from ..typenames import type_name
 from . import emit_json
 
 
@@ -61,7 +63,7 @@ def describe(obj):
                       "load_ms": round(st.load_seconds * 1000, 3)})
     maps = []
     for name, m in obj.maps.items():
-        maps.append({"name": name, "type": m.type.name.lower(), "id": m.id,
+        maps.append({"name": name, "type": type_name(m.type, MapType), "id": m.id,
                      "key_size": m.key_size, "value_size": m.value_size,
                      "max_entries": m.max_entries, "flags": m.flags})
     return {"object": obj.spec.name, "license": obj.spec.license, "programs": progs,

@@ -12,6 +12,8 @@ import sys
 from ..errors import InputError
 from .. import inventory
 from . import emit_json
+from ..kernel.constants import MapType
+from ..typenames import type_name
 
 _REF_HELP = ("the object: an id (5, or 'id 5') or the path of its pin in bpffs "
              "(/sys/fs/bpf/x, or 'pinned /sys/fs/bpf/x'; a pin named like a number needs "
@@ -175,7 +177,7 @@ def map_dump(args):
         entries = inventory.dump_map(m)
         peek_only = m.type in inventory.PEEK_ONLY
     if peek_only:
-        print(f"note: a {m.type.name.lower()} map shows only its next element (peek); "
+        print(f"note: a {type_name(m.type, MapType)} map shows only its next element (peek); "
               f"the others cannot be read without removing them", file=sys.stderr)
     if args.json:
         emit_json([_entry_json(e) for e in entries])

@@ -28,6 +28,7 @@ from ..errors import Error, InputError, MissingError
 from ..fd import Pinnable, pin_all
 from ..kernel import procs
 from ..kernel.constants import MapType, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE
+from ..typenames import type_name
 from ..loader import BpfObject
 from ..maps import KeyedMap, PerfEventArrayMap
 from . import emit_json
@@ -154,7 +155,7 @@ def fill_prog_array(obj, map_name, slots):
         raise MissingError(f"no map {map_name!r} in {obj.spec.name} (has "
                            f"{', '.join(obj.maps) or 'none'})")
     if m.type != MapType.PROG_ARRAY:
-        raise InputError(f"map {map_name!r} is {m.type.name}, not a program array")
+        raise InputError(f"map {map_name!r} is {type_name(m.type, MapType)}, not a program array")
     for index, prog_name in slots.items():
         prog = obj.programs.get(prog_name)
         if prog is None:
