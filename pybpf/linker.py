@@ -7,28 +7,41 @@ landed. Doing it while parsing, as cilium/ebpf's flattenPrograms does, gives eve
 ProgramSpec its own instructions: loading then only fills in what the kernel decides
 (map fds, extern ids, CO-RE offsets) on a copy, and never needs the ELF's sections.
 Relocations and the .BTF.ext records move with the functions into the image's slots.
+
+One function is placed although nothing calls it: a program's exception callback
+(bpf_throw, 6.7+), named by a ``btf_decl_tag("exception_callback:NAME")`` on the
+program's BTF FUNC. The kernel looks it up by name among the program's func_info
+and refuses the program when it is missing ("exception callback type id not found
+in func_info"), so it goes last in the image, with its own callees, as libbpf does.
 """
 import dataclasses
 import struct
 
 from .btf import ext as X
+from .btf import types as T
 from .kernel.constants import BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC
 from .specs import CALL, INSN, LD_IMM64, CoreSite, ObjectError, Placement
 
 _CODE_KINDS = ("call", "func")
+EXCEPTION_CALLBACK = "exception_callback:"
 
 
 def link_programs(obj):
     """Give every program of the parsed ObjectFile obj its linked instructions."""
+    callbacks = _exception_callbacks(obj)
     for name, pspec in obj.programs.items():
-        obj.programs[name] = link(obj, pspec)
+        obj.programs[name] = link(obj, pspec, callbacks.get(pspec.function.name))
 
 
-def link(obj, pspec):
-    """pspec with its linked image, relocations, CO-RE sites and func/line info."""
+def link(obj, pspec, exception_callback=None):
+    """pspec with its linked image, relocations, CO-RE sites and func/line info; the
+    function named exception_callback is placed after everything the program calls."""
     layout, placed, queue = [], {}, [pspec.function]
+    last = _function_named(obj, pspec, exception_callback) if exception_callback else None
     image = bytearray()
-    while queue:
+    while queue or last:
+        if not queue:
+            queue, last = [last], None
         fn = queue.pop(0)
         key = (fn.section, fn.start)
         if key in placed:
@@ -56,6 +69,30 @@ def link(obj, pspec):
         pspec, insns=bytes(image), layout=tuple(layout), relocs=_relocs(obj, layout),
         core_sites=_core_sites(obj.btf_ext, layout), func_info=func_info,
         line_info=line_info, license=obj.license, kern_version=obj.kern_version)
+
+
+def _exception_callbacks(obj):
+    """{function name: its exception callback's name} from the object's decl tags."""
+    btf, out = obj.btf, {}
+    if btf is None:
+        return out
+    for type_id in btf.own_ids():
+        t = btf.type(type_id)
+        if (isinstance(t, T.DeclTag) and t.name.startswith(EXCEPTION_CALLBACK)
+                and t.component_idx in (-1, 0xFFFFFFFF)):
+            target = btf.type(t.type)
+            if isinstance(target, T.Func):
+                out[target.name] = t.name[len(EXCEPTION_CALLBACK):]
+    return out
+
+
+def _function_named(obj, pspec, name):
+    for fns in obj.functions.values():
+        for fn in fns:
+            if fn.name == name:
+                return fn
+    raise ObjectError(f"program {pspec.name!r}: its exception callback {name!r} (the "
+                      f"decl tag {EXCEPTION_CALLBACK}{name}) is no function of this object")
 
 
 def _calls(obj, fn):
