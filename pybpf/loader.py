@@ -31,7 +31,7 @@ from .fd import pin_all
 from .ksyms import resolve_ksyms
 from .relocate import POISON_HELPER, relocated
 from .structops import struct_ops_target, struct_ops_value
-from .variables import Variables, kconfig_image, write_image
+from .variables import Variables, arena_base, kconfig_image, write_arena, write_image
 from .errors import BPFError, ClosedError, InputError, MissingError, VerifierError
 from .kernel import btffiles
 from .kernel.constants import BPF_F_RDONLY_PROG, MapType, ProgType
@@ -213,6 +213,8 @@ class BpfObject:
             if inner is not None:
                 inner.close()
         try:
+            if mspec.type == MapType.ARENA:
+                write_arena(m, mspec)
             if mspec.data is not None:
                 write_image(m, mspec.data)
                 if mspec.flags & BPF_F_RDONLY_PROG:
@@ -246,11 +248,16 @@ class BpfObject:
         from .btf import core
         return core.CoreCache(self._target_btf())
 
+    def _arena_base(self):
+        name = self.spec.arena_map
+        return arena_base(self.spec.maps[name]) if name is not None else 0
+
     def _load_program(self, pspec, log_level, cache):
         sd = pspec.section_def
         pspec, poisoned = relocated(pspec, self.spec.externs,
                                     {name: m.fd for name, m in self.maps.items()},
-                                    self._ksyms, self.spec.btf, cache)
+                                    self._ksyms, self.spec.btf, cache,
+                                    self._arena_base())
         for res in poisoned:
             self.core_notes[(res.section, res.slot)] = res.message
         attach_btf_id = self._attach_btf_id(pspec)

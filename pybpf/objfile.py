@@ -27,7 +27,8 @@ from .kernel.constants import BPF_PSEUDO_CALL
 from .objglobals import GlobalsReader
 from .objmaps import MapReader, int_format, is_struct_ops
 # The specs' names stay importable from here, where they used to be defined.
-from .specs import (CALL, INSN, KCONFIG, KSYMS, LD_IMM64, LIBBPF_PIN_BY_NAME,  # noqa: F401
+from .specs import (ARENA_SECTION, CALL, INSN, KCONFIG, KSYMS, LD_IMM64,  # noqa: F401
+                    LIBBPF_PIN_BY_NAME,
                     CoreSite, Extern, Function, MapSpec, ObjectError, Placement,
                     ProgramSpec, Reloc, StructOps, Variable)
 
@@ -52,6 +53,7 @@ class ObjectFile:
         # Global subprograms with hidden visibility (__hidden): the loader marks them
         # static in the BTF it loads (see _read_code).
         self.hidden_functions: List[str] = []
+        self.arena_map: Optional[str] = None  # the ARENA map holding __arena globals
         self.btf: Optional[Btf] = None
         self.btf_ext: Optional[BtfExt] = None
         # What BTF DATASECs need from the ELF (clang leaves their sizes at 0).
@@ -113,6 +115,7 @@ class _Parser(MapReader, GlobalsReader):
         self._read_legacy_maps()
         self._read_btf_maps()
         self._read_struct_ops()
+        self._read_arena()
         self._read_externs()
         self._read_relocations()
         self._read_datasec_layout()
@@ -122,7 +125,7 @@ class _Parser(MapReader, GlobalsReader):
 
     def _read_datasec_layout(self):
         obj = self.obj
-        wanted = set(obj.maps) | {".maps", "license", "maps"} | {
+        wanted = set(obj.maps) | {".maps", "license", "maps", ARENA_SECTION} | {
             sec.name for sec in self.elf.sections if is_struct_ops(sec.name)}
         for sec in self.elf.sections:
             if sec.name in wanted:
@@ -254,6 +257,8 @@ class _Parser(MapReader, GlobalsReader):
             return Reloc(slot, "map", name)
         if sec.name in self.obj.maps and self.obj.maps[sec.name].is_data:
             return Reloc(slot, "map_value", sec.name, sym.value + imm)
+        if sec.name == ARENA_SECTION:
+            return Reloc(slot, "arena", self.obj.arena_map, sym.value + imm)
         raise ObjectError(f"{where}: refers to {sym.name or sec.name!r} in section "
                           f"{sec.name!r}, which is neither code, a map nor global data")
 

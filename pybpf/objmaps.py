@@ -7,12 +7,13 @@ encodings (``__uint``/``__type``/``__array`` as BTF pointer and array types, str
 bpf_map_def records), which nothing else in the object shares. A mixin of
 :class:`pybpf.objfile._Parser`: it uses the parser's ``elf``, ``obj`` and ``symbols``.
 """
+import dataclasses
 import struct
 
 from . import elf as E
 from .btf import types as T
 from .kernel.constants import MapType
-from .specs import INSN, LIBBPF_PIN_BY_NAME, MapSpec, ObjectError, StructOps
+from .specs import ARENA_SECTION, INSN, LIBBPF_PIN_BY_NAME, MapSpec, ObjectError, StructOps
 
 STRUCT_OPS = ".struct_ops"
 # struct bpf_map_def: type, key_size, value_size, max_entries, map_flags (u32 each).
@@ -171,6 +172,27 @@ class MapReader:
             raise ObjectError(f"{where}: '{member.name}' must be declared with __uint()")
         return arr.nelems
 
+    def _read_arena(self):
+        """``__arena`` globals (clang's .addr_space.1) live in the object's one ARENA map,
+        as libbpf requires; their initial bytes go with its spec."""
+        arenas = [name for name, m in self.obj.maps.items() if m.type == MapType.ARENA]
+        if len(arenas) > 1:
+            raise ObjectError(f"the object defines {len(arenas)} arena maps "
+                              f"({', '.join(arenas)}); pybpf, like libbpf, supports one")
+        sec = self.elf.section(ARENA_SECTION)
+        if sec is None:
+            return
+        if not arenas:
+            raise ObjectError(f"the object has __arena globals ({ARENA_SECTION}) but no "
+                              f"arena map: define one (__uint(type, BPF_MAP_TYPE_ARENA))")
+        name = arenas[0]
+        if sec.size > ARENA_MAX:
+            raise ObjectError(f"{ARENA_SECTION} claims {sec.size} bytes; an arena holds at "
+                              f"most {ARENA_MAX} (4 GiB)")
+        data = bytes(sec.size) if sec.type == E.SHT_NOBITS else bytes(sec.view)
+        self.obj.maps[name] = dataclasses.replace(self.obj.maps[name], arena_data=data)
+        self.obj.arena_map = name
+
     def _read_struct_ops(self):
         """``.struct_ops`` variables: one STRUCT_OPS map each (programs are bound to
         their members by the section's relocations, see _struct_ops_relocs)."""
@@ -260,6 +282,10 @@ class MapReader:
                                   f" of this object")
             spec.init_values[slot] = target
 
+
+
+# An arena spans at most 4 GiB of user address space (kernel/bpf/arena.c).
+ARENA_MAX = 1 << 32
 
 
 def is_struct_ops(name):

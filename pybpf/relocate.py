@@ -19,13 +19,14 @@ from .specs import CALL, INSN, KCONFIG
 POISON_HELPER = core.POISON_HELPER
 
 
-def relocated(pspec, externs, map_fds, ksyms, btf=None, cache=None):
+def relocated(pspec, externs, map_fds, ksyms, btf=None, cache=None, arena_base=0):
     """(copy of pspec with every reference filled in, [poisoned CO-RE results]).
 
     externs: the object's Extern specs by name; map_fds: name -> fd of this load's
     maps; ksyms: what :func:`pybpf.ksyms.resolve_ksyms` found; btf, cache: the
     object's BTF and a :class:`pybpf.btf.core.CoreCache` of the kernel's, when the
-    program has CO-RE records."""
+    program has CO-RE records; arena_base: where in the arena the loader put the
+    object's __arena globals."""
     image = bytearray(pspec.insns)
     poisoned = []
     for site in pspec.core_sites:
@@ -39,6 +40,9 @@ def relocated(pspec, externs, map_fds, ksyms, btf=None, cache=None):
             _set_ld_imm64(image, at, BPF_PSEUDO_MAP_FD, map_fds[r.target], 0)
         elif r.kind == "map_value":
             _set_ld_imm64(image, at, BPF_PSEUDO_MAP_VALUE, map_fds[r.target], r.offset)
+        elif r.kind == "arena":
+            _set_ld_imm64(image, at, BPF_PSEUDO_MAP_VALUE, map_fds[r.target],
+                          arena_base + r.offset)
         else:
             _relocate_extern(image, at, r, externs[r.target], map_fds, ksyms)
     return dataclasses.replace(pspec, insns=bytes(image)), poisoned

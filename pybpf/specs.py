@@ -20,6 +20,8 @@ CALL = BPF_JMP | BPF_CALL
 LIBBPF_PIN_BY_NAME = 1
 KCONFIG = ".kconfig"
 KSYMS = ".ksyms"
+# Where clang puts __arena globals (address_space(1)): memory of the object's arena map.
+ARENA_SECTION = ".addr_space.1"
 
 
 class ObjectError(InputError):
@@ -57,6 +59,9 @@ class MapSpec:
     # The kernel's type of a STRUCT_OPS value: known only once loading has the
     # kernel's BTF, so set on the loader's copy.
     btf_vmlinux_value_type_id: int = 0
+    # An ARENA map's initial contents: the object's __arena globals, which the loader
+    # writes at the arena's last pages (where libbpf puts them) before any program loads.
+    arena_data: Optional[bytes] = None
 
     @property
     def is_data(self):

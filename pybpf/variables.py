@@ -200,3 +200,34 @@ def write_image(m, image):
             view[offset - start:offset - start + len(data)] = data
         finally:
             view.close()
+
+
+def arena_base(mspec):
+    """Byte offset in its arena of an object's __arena globals: its last pages, where
+    libbpf puts them, so objects built for libbpf find them where they expect."""
+    page = cpus.page_size()
+    used = (len(mspec.arena_data or b"") + page - 1) // page * page
+    base = mspec.max_entries * page - used
+    if base < 0:
+        raise InputError(f"arena map {mspec.name!r}: its __arena globals take {used} bytes "
+                         f"but the arena has {mspec.max_entries} pages of {page}: raise "
+                         f"its max_entries")
+    return base
+
+
+def write_arena(m, mspec):
+    """Map the new arena m once and copy the object's __arena globals into it.
+
+    The first mmap of an arena fixes its user address range (where map_extra did not),
+    which the programs' pointers into it are relative to: as libbpf does, it happens
+    for every arena before any program is loaded. The pages written stay in the arena
+    after the mapping is closed."""
+    length = mspec.max_entries * cpus.page_size()
+    view = kbpf.mmap(m.fd, length, writable=True)
+    try:
+        data = mspec.arena_data
+        if data:
+            base = arena_base(mspec)
+            view[base:base + len(data)] = data
+    finally:
+        view.close()

@@ -1,0 +1,58 @@
+"""Arena maps (6.9+) and __arena globals: the object's .addr_space.1 goes into its
+one arena map, at the arena's last pages as libbpf puts it, before programs load."""
+import os
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+from pybpf.kernel.constants import MapType
+from pybpf.kernel.release import kernel_version
+from pybpf.loader import BpfObject
+from pybpf.objfile import ObjectError
+
+SOURCE = os.path.join(os.path.dirname(__file__), "..", "progs", "arena", "counter.bpf.c")
+
+
+@pytest.fixture(scope="module")
+def arena_object(tmp_path_factory):
+    clang = shutil.which("clang-19")
+    if clang is None:
+        pytest.fail("clang-19 is not installed (address_space(1) casts need clang 18+): "
+                    "run the test set-up, bash tools/run-tests")
+    obj = tmp_path_factory.mktemp("arena") / "counter.o"
+    subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-c", SOURCE,
+                    "-o", str(obj), f"-I/usr/include/{os.uname().machine}-linux-gnu"],
+                   check=True)
+    return str(obj)
+
+
+def test_the_arena_globals_belong_to_the_arena_map(arena_object):
+    with BpfObject.open(arena_object) as o:
+        spec = o.spec
+    assert spec.arena_map == "arena" and spec.maps["arena"].type == MapType.ARENA
+    assert spec.maps["arena"].arena_data == struct.pack("<ii", 5, 0)
+    kinds = {r.kind for r in spec.programs["add"].relocs.values()}
+    assert kinds == {"arena"}
+
+
+def test_the_program_sees_the_initial_values_and_keeps_what_it_writes(arena_object):
+    if kernel_version() < (6, 9):
+        pytest.skip("arena maps are 6.9+ (this host's 6.18 has them)")
+    with BpfObject.open(arena_object) as o:
+        o.load()
+        runs = [o.programs["add"].test_run(b"").retval for _ in range(3)]
+    assert runs == [6002, 7004, 8006]
+
+
+def test_arena_globals_without_an_arena_map_are_refused(tmp_path):
+    src, obj = tmp_path / "no_arena.bpf.c", tmp_path / "no_arena.o"
+    src.write_text('int __attribute__((address_space(1))) lonely = 1;\n'
+                   '__attribute__((section("syscall"), used)) int f(void *c) '
+                   '{ return lonely; }\nchar LICENSE[] __attribute__((section("license"), '
+                   'used)) = "GPL";\n')
+    subprocess.run([shutil.which("clang-19") or "clang-19", "-O2", "-g", "-target", "bpf",
+                    "-c", str(src), "-o", str(obj)], check=True)
+    with pytest.raises(ObjectError, match=r"__arena globals \(.addr_space.1\) but no arena map"):
+        BpfObject.open(str(obj))
