@@ -46,8 +46,6 @@ _ITER = Elsewhere("iterators are not attached to a hook: create a link for them 
                   "read it")
 _SYSCALL = Elsewhere("syscall programs are run with program.test_run(), not attached")
 _STRUCT_OPS = Elsewhere("struct_ops programs are registered through their struct_ops map")
-_USDT = Elsewhere("USDT probes need the note section of the binary; attach_uprobe() at "
-                  "the probe's address (and ref_ctr_offset for its semaphore) instead")
 _ACTION = Elsewhere("tc actions are installed with `tc action`, not attached by pybpf")
 _LIRC = Elsewhere("lirc_mode2 programs attach to a /dev/lircN device (BPF_PROG_ATTACH)")
 _FLOW_DISSECTOR = Elsewhere("flow dissectors attach to a network namespace "
@@ -78,7 +76,8 @@ _ROWS = [
     ("kretprobe.multi+", P.KPROBE, A.TRACE_KPROBE_MULTI, 0, _KPROBE_MULTI),
     ("ksyscall+", P.KPROBE, None, 0, "kprobe"),
     ("kretsyscall+", P.KPROBE, None, 0, "kprobe"),
-    ("usdt+", P.KPROBE, None, 0, _USDT),
+    ("usdt+", P.KPROBE, None, 0, "usdt"),
+    ("usdt.s+", P.KPROBE, None, SLEEPABLE, "usdt"),
     ("tc", P.SCHED_CLS, None, 0, "tc"),
     ("classifier", P.SCHED_CLS, None, 0, "tc"),
     ("action", P.SCHED_ACT, None, 0, _ACTION),

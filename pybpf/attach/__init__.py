@@ -3,6 +3,7 @@
     link = attach(obj.programs["count"], obj.spec.programs["count"].section_def)
     link = attach_kprobe(prog, "do_sys_openat2")
     link = attach_uprobe(prog, "libc", "malloc", pid=1234)
+    link = attach_usdt(prog, "/usr/bin/python3", "python", "function__entry")
     link = attach_tracepoint(prog, "syscalls/sys_enter_getpid")
     link = attach_perf_event(prog, sample_freq=99)          # every CPU
     link = attach_cgroup(prog, "/sys/fs/cgroup/unified/app")
@@ -11,7 +12,7 @@
 One module per kind of hook, each with the attach_* functions of that kind and an
 ``attach_section(program, section_def, **options)`` that :func:`attach` calls for the
 sections whose row in :mod:`pybpf.sections` names the module: kprobe (kprobes,
-kretprobes, ksyscall), uprobe, tracepoint, raw_tracepoint, perf_event (sampling
+kretprobes, ksyscall), uprobe, usdt, tracepoint, raw_tracepoint, perf_event (sampling
 events), tracing (fentry/fexit/fmod_ret/tp_btf/lsm), cgroup, xdp, tc. A module's
 ``OPTIONS`` are the keyword arguments of attach() it takes (iface=, pid=, ...).
 perflink holds what the perf-event hooks share (BPF perf links or the ioctl, legacy
@@ -42,6 +43,7 @@ from .tc import attach_tc
 from .tracepoint import attach_tracepoint
 from .tracing import attach_tracing
 from .uprobe import LIB_DIRS, attach_uprobe, attach_uretprobe, function_offset, resolve_binary
+from .usdt import UsdtLink, attach_usdt
 from .xdp import attach_xdp
 
 __all__ = [
@@ -50,7 +52,7 @@ __all__ = [
     "attach_perf_event", "attach_tracing", "attach_cgroup", "cleanup_stale_probes",
     "resolve_binary", "PerfEventLink", "ProbeBpfLink", "CgroupAttachment", "LinkSet",
     "HookNotSupportedError", "attach_xdp", "attach_tc", "options_of", "function_offset",
-    "LIB_DIRS", "CGROUP1_SUPER_MAGIC",
+    "LIB_DIRS", "CGROUP1_SUPER_MAGIC", "attach_usdt", "UsdtLink",
 ]
 
 
@@ -75,11 +77,12 @@ def options_of(section_def):
 
 def attach(program, section_def, *, iface=None, cgroup=None, pid=None, xdp_flags=0):
     """Attach program where its section says: ``kprobe/FUNC[+OFF]``,
-    ``uprobe/PATH:FUNC[+OFF]``, ``tracepoint/CAT/NAME``, ``raw_tp/NAME``,
+    ``uprobe/PATH:FUNC[+OFF]``, ``usdt/PATH:PROVIDER:NAME``, ``tracepoint/CAT/NAME``, ``raw_tp/NAME``,
     fentry/fexit/fmod_ret, cgroup sections (cgroup=PATH), xdp/tc (iface=NAME).
 
     section_def is a :class:`~pybpf.sections.SectionDef` (``obj.spec.programs[name]
-    .section_def``) or a section name. pid narrows uprobes to one process.
+    .section_def``) or a section name. pid narrows uprobes and USDT probes to one
+    process.
     """
     sd = parse(section_def) if isinstance(section_def, str) else section_def
     if not isinstance(sd, SectionDef):

@@ -77,20 +77,37 @@ def process_exists(pid):
     return os.path.exists(f"/proc/{pid}")
 
 
-def mapped_files(pid):
-    """Paths of the files process pid (or "self") has mapped, in /proc/PID/maps order
-    without repeats; [] when its maps cannot be read."""
+def _file_mappings(pid):
+    """[(address range, permissions, file offset, path)] of the file mappings in
+    /proc/PID/maps; [] when it cannot be read."""
     try:
         with open(f"/proc/{pid}/maps") as f:
             lines = f.read().splitlines()
     except OSError:
         return []
-    paths = []
+    out = []
     for line in lines:
         fields = line.split(None, 5)
-        if len(fields) == 6 and fields[5].startswith("/") and fields[5] not in paths:
-            paths.append(fields[5])
-    return paths
+        if len(fields) == 6 and fields[5].startswith("/"):
+            out.append((fields[0], fields[1], fields[2], fields[5]))
+    return out
+
+
+def mapped_files(pid):
+    """Paths of the files process pid (or "self") has mapped, in /proc/PID/maps order
+    without repeats; [] when its maps cannot be read."""
+    return list(dict.fromkeys(path for *_, path in _file_mappings(pid)))
+
+
+def executable_mappings(pid, path):
+    """[(start, end, file offset)] of the executable mappings of file path in process
+    pid's /proc/PID/maps; [] when there are none or the maps cannot be read."""
+    out = []
+    for span, perms, offset, mapped in _file_mappings(pid):
+        if mapped == path and "x" in perms:
+            start, end = (int(v, 16) for v in span.split("-"))
+            out.append((start, end, int(offset, 16)))
+    return out
 
 
 def set_parent_death_signal(signum):

@@ -24,7 +24,7 @@ LIBBPF_C = "tools/lib/bpf/libbpf.c"
 # section today; adding one to sections.py means removing it here.
 NOT_YET = {
     "kprobe.session+", "uprobe.multi+", "uretprobe.multi+", "uprobe.multi.s+",
-    "uretprobe.multi.s+", "usdt.s+", "tc/ingress", "tc/egress", "tcx/ingress",
+    "uretprobe.multi.s+", "tc/ingress", "tc/egress", "tcx/ingress",
     "tcx/egress", "netkit/primary", "netkit/peer", "sk_skb/verdict",
     "cgroup/connect_unix", "cgroup/sendmsg_unix", "cgroup/recvmsg_unix",
     "cgroup/getpeername_unix", "cgroup/getsockname_unix", "struct_ops.s+", "netfilter",
