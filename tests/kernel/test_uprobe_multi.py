@@ -7,14 +7,13 @@ import os
 import subprocess
 
 import pytest
-from test_attach import PROGS, counter
+from test_attach import PROGS, counter, counts  # noqa: F401 (a fixture)
 
 from pybpf.attach import AttachError, UprobeMultiLink, attach, attach_uprobe_multi
 from pybpf.attach.uprobe_multi import matching_functions
 from pybpf.errors import BPFError
 from pybpf.kernel import features
 from pybpf.kernel.constants import BPF_F_SLEEPABLE, AttachType, LinkType
-from pybpf.maps import Map
 
 pytestmark = pytest.mark.skipif(not features.have("uprobe_multi"),
                                 reason="needs uprobe_multi links (Linux 6.6+)")
@@ -27,12 +26,6 @@ def target(tmp_path_factory):
     subprocess.run(["gcc", "-O2", "-o", str(path), os.path.join(PROGS, "target.c")],
                    check=True)
     return str(path)
-
-
-@pytest.fixture
-def counts():
-    with Map.create("array", key="I", value="Q", max_entries=4) as m:
-        yield m
 
 
 def multi_counter(counts, sleepable=False, **kw):
