@@ -121,6 +121,9 @@ def _details(ltype, words):
         return {"ifindex": u32[0]}
     if ltype == LinkType.TCX:
         return {"ifindex": u32[0], "attach_type": _attach_name(u32[1])}
+    if ltype == LinkType.NETFILTER:
+        return {"pf": u32[0], "hooknum": u32[1],
+                "priority": struct.unpack("=i", raw[8:12])[0], "flags": u32[3]}
     return {}
 
 

@@ -54,9 +54,11 @@ _SK_LOOKUP = Elsewhere("sk_lookup programs attach to a network namespace "
                        "(BPF_LINK_CREATE with the netns fd)")
 _LWT = Elsewhere("lightweight tunnel programs are installed on a route "
                  "(`ip route add ... encap bpf in|out|xmit obj FILE section NAME`)")
-_KPROBE_MULTI = Elsewhere("kprobe.multi sections need BPF_TRACE_KPROBE_MULTI links, which "
-                          "attach() does not create yet; attach the program to each "
-                          "function with attach_kprobe()")
+_NETKIT = Elsewhere("netkit programs attach to a netkit device (BPF_LINK_CREATE with "
+                    "BPF_NETKIT_PRIMARY/PEER on its ifindex), which attach() does not "
+                    "create links for: its kernels here lack CONFIG_NETKIT to test them "
+                    "on; link it with pybpf.kernel.bpf.link_create(program.fd, ifindex, "
+                    "AttachType.NETKIT_PRIMARY)")
 _XDP_MAP = Elsewhere("xdp/devmap and xdp/cpumap programs run from a devmap/cpumap entry: "
                      "store the program fd in the map value, do not attach it")
 
@@ -72,15 +74,26 @@ _ROWS = [
     ("uprobe.s+", P.KPROBE, None, SLEEPABLE, "uprobe"),
     ("uretprobe+", P.KPROBE, None, 0, "uprobe"),
     ("uretprobe.s+", P.KPROBE, None, SLEEPABLE, "uprobe"),
-    ("kprobe.multi+", P.KPROBE, A.TRACE_KPROBE_MULTI, 0, _KPROBE_MULTI),
-    ("kretprobe.multi+", P.KPROBE, A.TRACE_KPROBE_MULTI, 0, _KPROBE_MULTI),
+    ("kprobe.multi+", P.KPROBE, A.TRACE_KPROBE_MULTI, 0, "kprobe_multi"),
+    ("kretprobe.multi+", P.KPROBE, A.TRACE_KPROBE_MULTI, 0, "kprobe_multi"),
+    ("kprobe.session+", P.KPROBE, A.TRACE_KPROBE_SESSION, 0, "kprobe_multi"),
+    ("uprobe.multi+", P.KPROBE, A.TRACE_UPROBE_MULTI, 0, "uprobe_multi"),
+    ("uretprobe.multi+", P.KPROBE, A.TRACE_UPROBE_MULTI, 0, "uprobe_multi"),
+    ("uprobe.multi.s+", P.KPROBE, A.TRACE_UPROBE_MULTI, SLEEPABLE, "uprobe_multi"),
+    ("uretprobe.multi.s+", P.KPROBE, A.TRACE_UPROBE_MULTI, SLEEPABLE, "uprobe_multi"),
     ("ksyscall+", P.KPROBE, None, 0, "kprobe"),
     ("kretsyscall+", P.KPROBE, None, 0, "kprobe"),
     ("usdt+", P.KPROBE, None, 0, "usdt"),
     ("usdt.s+", P.KPROBE, None, SLEEPABLE, "usdt"),
+    ("tc/ingress", P.SCHED_CLS, A.TCX_INGRESS, 0, "tcx"),  # libbpf: an alias for tcx
+    ("tc/egress", P.SCHED_CLS, A.TCX_EGRESS, 0, "tcx"),
+    ("tcx/ingress", P.SCHED_CLS, A.TCX_INGRESS, 0, "tcx"),
+    ("tcx/egress", P.SCHED_CLS, A.TCX_EGRESS, 0, "tcx"),
     ("tc", P.SCHED_CLS, None, 0, "tc"),
     ("classifier", P.SCHED_CLS, None, 0, "tc"),
     ("action", P.SCHED_ACT, None, 0, _ACTION),
+    ("netkit/primary", P.SCHED_CLS, A.NETKIT_PRIMARY, 0, _NETKIT),
+    ("netkit/peer", P.SCHED_CLS, A.NETKIT_PEER, 0, _NETKIT),
     ("tracepoint+", P.TRACEPOINT, None, 0, "tracepoint"),
     ("tp+", P.TRACEPOINT, None, 0, "tracepoint"),
     ("raw_tracepoint+", P.RAW_TRACEPOINT, None, 0, "raw_tracepoint"),
@@ -115,6 +128,7 @@ _ROWS = [
     ("sockops", P.SOCK_OPS, A.CGROUP_SOCK_OPS, 0, "cgroup"),
     ("sk_skb/stream_parser", P.SK_SKB, A.SK_SKB_STREAM_PARSER, 0, _SK_SKB),
     ("sk_skb/stream_verdict", P.SK_SKB, A.SK_SKB_STREAM_VERDICT, 0, _SK_SKB),
+    ("sk_skb/verdict", P.SK_SKB, A.SK_SKB_VERDICT, 0, _SK_SKB),
     ("sk_skb", P.SK_SKB, None, 0, _SK_SKB),
     ("sk_msg", P.SK_MSG, A.SK_MSG_VERDICT, 0, _SK_MSG),
     ("lirc_mode2", P.LIRC_MODE2, A.LIRC_MODE2, 0, _LIRC),
@@ -131,19 +145,26 @@ _ROWS = [
     ("cgroup/bind6", P.CGROUP_SOCK_ADDR, A.CGROUP_INET6_BIND, 0, "cgroup"),
     ("cgroup/connect4", P.CGROUP_SOCK_ADDR, A.CGROUP_INET4_CONNECT, 0, "cgroup"),
     ("cgroup/connect6", P.CGROUP_SOCK_ADDR, A.CGROUP_INET6_CONNECT, 0, "cgroup"),
+    ("cgroup/connect_unix", P.CGROUP_SOCK_ADDR, A.CGROUP_UNIX_CONNECT, 0, "cgroup"),
     ("cgroup/sendmsg4", P.CGROUP_SOCK_ADDR, A.CGROUP_UDP4_SENDMSG, 0, "cgroup"),
     ("cgroup/sendmsg6", P.CGROUP_SOCK_ADDR, A.CGROUP_UDP6_SENDMSG, 0, "cgroup"),
+    ("cgroup/sendmsg_unix", P.CGROUP_SOCK_ADDR, A.CGROUP_UNIX_SENDMSG, 0, "cgroup"),
     ("cgroup/recvmsg4", P.CGROUP_SOCK_ADDR, A.CGROUP_UDP4_RECVMSG, 0, "cgroup"),
     ("cgroup/recvmsg6", P.CGROUP_SOCK_ADDR, A.CGROUP_UDP6_RECVMSG, 0, "cgroup"),
+    ("cgroup/recvmsg_unix", P.CGROUP_SOCK_ADDR, A.CGROUP_UNIX_RECVMSG, 0, "cgroup"),
     ("cgroup/getpeername4", P.CGROUP_SOCK_ADDR, A.CGROUP_INET4_GETPEERNAME, 0, "cgroup"),
     ("cgroup/getpeername6", P.CGROUP_SOCK_ADDR, A.CGROUP_INET6_GETPEERNAME, 0, "cgroup"),
+    ("cgroup/getpeername_unix", P.CGROUP_SOCK_ADDR, A.CGROUP_UNIX_GETPEERNAME, 0, "cgroup"),
     ("cgroup/getsockname4", P.CGROUP_SOCK_ADDR, A.CGROUP_INET4_GETSOCKNAME, 0, "cgroup"),
     ("cgroup/getsockname6", P.CGROUP_SOCK_ADDR, A.CGROUP_INET6_GETSOCKNAME, 0, "cgroup"),
+    ("cgroup/getsockname_unix", P.CGROUP_SOCK_ADDR, A.CGROUP_UNIX_GETSOCKNAME, 0, "cgroup"),
     ("cgroup/sysctl", P.CGROUP_SYSCTL, A.CGROUP_SYSCTL, 0, "cgroup"),
     ("cgroup/getsockopt", P.CGROUP_SOCKOPT, A.CGROUP_GETSOCKOPT, 0, "cgroup"),
     ("cgroup/setsockopt", P.CGROUP_SOCKOPT, A.CGROUP_SETSOCKOPT, 0, "cgroup"),
     ("cgroup/dev", P.CGROUP_DEVICE, A.CGROUP_DEVICE, 0, "cgroup"),
     ("struct_ops+", P.STRUCT_OPS, None, 0, _STRUCT_OPS),
+    ("struct_ops.s+", P.STRUCT_OPS, None, SLEEPABLE, _STRUCT_OPS),
+    ("netfilter", P.NETFILTER, A.NETFILTER, 0, "netfilter"),
     ("sk_lookup", P.SK_LOOKUP, A.SK_LOOKUP, 0, _SK_LOOKUP),
 ]
 

@@ -8,12 +8,16 @@
     link = attach_perf_event(prog, sample_freq=99)          # every CPU
     link = attach_cgroup(prog, "/sys/fs/cgroup/unified/app")
     link = attach_xdp(prog, "eth0")
+    link = attach_uprobe_multi(prog, "libc", "str*")          # one link, many functions
+    link = attach_netfilter(prog, "ipv4", "output")
 
 One module per kind of hook, each with the attach_* functions of that kind and an
 ``attach_section(program, section_def, **options)`` that :func:`attach` calls for the
 sections whose row in :mod:`pybpf.sections` names the module: kprobe (kprobes,
-kretprobes, ksyscall), uprobe, usdt, tracepoint, raw_tracepoint, perf_event (sampling
-events), tracing (fentry/fexit/fmod_ret/tp_btf/lsm), cgroup, xdp, tc. A module's
+kretprobes, ksyscall), kprobe_multi (kprobe.multi, kretprobe.multi, kprobe.session),
+uprobe, uprobe_multi (uprobe.multi, uretprobe.multi), usdt, tracepoint, raw_tracepoint,
+perf_event (sampling events), tracing (fentry/fexit/fmod_ret/tp_btf/lsm), cgroup,
+xdp, tc, tcx (tcx/ and tc/ingress|egress), netfilter. A module's
 ``OPTIONS`` are the keyword arguments of attach() it takes (iface=, pid=, ...).
 perflink holds what the perf-event hooks share (BPF perf links or the ioctl, legacy
 tracefs probes), netdev and netlink what xdp and tc share, common the rest.
@@ -36,14 +40,18 @@ from ..sections import Elsewhere, SectionDef, hooks, parse
 from .cgroup import CgroupAttachment, attach_cgroup
 from .common import AttachError, HookNotSupportedError, LinkSet
 from .kprobe import attach_kprobe, attach_kretprobe
+from .kprobe_multi import KprobeMultiLink, attach_kprobe_multi
+from .netfilter import NetfilterLink, attach_netfilter
 from .perf_event import attach_perf_event
 from .perflink import PerfEventLink, ProbeBpfLink
 from .raw_tracepoint import attach_raw_tracepoint
-from .tc import attach_tc
+from .tc import TcxLink, attach_tc
+from .tcx import attach_tcx
 from .tracepoint import attach_tracepoint
 from .tracing import attach_tracing
 from .uprobe import LIB_DIRS, attach_uprobe, attach_uretprobe, function_offset, resolve_binary
 from .usdt import UsdtLink, attach_usdt
+from .uprobe_multi import UprobeMultiLink, attach_uprobe_multi
 from .xdp import attach_xdp
 
 __all__ = [
@@ -52,7 +60,9 @@ __all__ = [
     "attach_perf_event", "attach_tracing", "attach_cgroup", "cleanup_stale_probes",
     "resolve_binary", "PerfEventLink", "ProbeBpfLink", "CgroupAttachment", "LinkSet",
     "HookNotSupportedError", "attach_xdp", "attach_tc", "options_of", "function_offset",
-    "LIB_DIRS", "CGROUP1_SUPER_MAGIC", "attach_usdt", "UsdtLink",
+    "LIB_DIRS", "CGROUP1_SUPER_MAGIC", "attach_usdt", "UsdtLink", "attach_uprobe_multi",
+    "UprobeMultiLink", "attach_kprobe_multi", "KprobeMultiLink", "attach_tcx", "TcxLink",
+    "attach_netfilter", "NetfilterLink",
 ]
 
 
@@ -75,10 +85,13 @@ def options_of(section_def):
     return () if isinstance(hook, Elsewhere) else hook.OPTIONS
 
 
-def attach(program, section_def, *, iface=None, cgroup=None, pid=None, xdp_flags=0):
+def attach(program, section_def, *, iface=None, cgroup=None, pid=None, xdp_flags=0,
+           pf=None, hooknum=None, priority=None, flags=None):
     """Attach program where its section says: ``kprobe/FUNC[+OFF]``,
-    ``uprobe/PATH:FUNC[+OFF]``, ``usdt/PATH:PROVIDER:NAME``, ``tracepoint/CAT/NAME``, ``raw_tp/NAME``,
-    fentry/fexit/fmod_ret, cgroup sections (cgroup=PATH), xdp/tc (iface=NAME).
+    ``kprobe.multi/PATTERN``, ``uprobe/PATH:FUNC[+OFF]``, ``uprobe.multi/PATH:PATTERN``,
+    ``usdt/PATH:PROVIDER:NAME``, ``tracepoint/CAT/NAME``, ``raw_tp/NAME``,
+    fentry/fexit/fmod_ret, cgroup sections (cgroup=PATH), xdp/tc/tcx (iface=NAME),
+    netfilter (pf=, hooknum=, priority=, flags=).
 
     section_def is a :class:`~pybpf.sections.SectionDef` (``obj.spec.programs[name]
     .section_def``) or a section name. pid narrows uprobes and USDT probes to one
@@ -90,12 +103,14 @@ def attach(program, section_def, *, iface=None, cgroup=None, pid=None, xdp_flags
                                f"got {type(section_def).__name__}")
     hook = _hook_module(sd)
     taken = options_of(sd)
-    given = {"iface": iface, "cgroup": cgroup, "pid": pid, "xdp_flags": xdp_flags or None}
+    given = {"iface": iface, "cgroup": cgroup, "pid": pid, "xdp_flags": xdp_flags or None,
+             "pf": pf, "hooknum": hooknum, "priority": priority, "flags": flags}
     for option, value in given.items():
         if value is not None and option not in taken:
             kinds = [name for name in hooks() if option in _module(name).OPTIONS]
+            kinds = ", ".join(kinds[:-1]) + " and " * (len(kinds) > 1) + kinds[-1]
             raise AttachError(f"{option}= does not apply to {sd.section!r} programs "
-                              f"(it is for {' and '.join(kinds)} programs)")
+                              f"(it is for {kinds} programs)")
     if isinstance(hook, Elsewhere):
         raise AttachError(hook.reason)
     return hook.attach_section(program, sd, **{o: given[o] for o in taken

@@ -13,6 +13,7 @@ in 6.4) are marked NEWER_FIELDS: they sit past the end of the 6.1 layout, where 
 kernels ignore them as long as they are zero on input.
 """
 import ctypes
+import sys
 from ctypes import c_char, c_uint8, c_uint32, c_uint64
 
 from ..errors import InputError
@@ -192,13 +193,57 @@ class TaskFdQueryAttr(_Attr):
 
 
 class LinkCreateAttr(_Attr):
-    """BPF_LINK_CREATE. The kernel's trailing union is laid out as its largest member
-    (kprobe_multi); ``target_btf_id``/``iter_info``/``bpf_cookie`` overlay ``extra``."""
+    """BPF_LINK_CREATE. The kernel's trailing union is raw words: ``extra`` is the 6.1
+    union (its largest member kprobe_multi; ``target_btf_id``/``iter_info``/
+    ``bpf_cookie`` overlay it), ``extra_newer`` the two words 6.6's uprobe_multi added
+    (zero for every other member, so older kernels accept them). The members pybpf
+    fills field by field are the LINK_CREATE_UNIONS structures below."""
     _fields_ = [
         ("prog_fd", u32), ("target_fd", u32),  # or target_ifindex
         ("attach_type", u32), ("flags", u32),
         ("extra", u64 * 4),
+        ("extra_newer", u64 * 2),  # NEWER_FIELDS: 6.6, uprobe_multi's cnt/flags/pid
     ]
+
+
+# ---- members of link_create's union, packed into LinkCreateAttr's words -------------
+#
+# Not _Attr (no command of their own): tests/unit/test_link_create_unions.py checks
+# them against the 6.12 UAPI header, as the installed 6.1 one has only kprobe_multi.
+
+class KprobeMultiOpts(CheckedStructure):
+    """link_create.kprobe_multi (5.18): syms or addrs, cnt of them; cookies optional."""
+    _fields_ = [("flags", u32), ("cnt", u32), ("syms", u64), ("addrs", u64),
+                ("cookies", u64)]
+
+
+class UprobeMultiOpts(CheckedStructure):
+    """link_create.uprobe_multi (6.6): a path, cnt file offsets (and optional
+    ref_ctr_offsets, cookies), the pid to narrow to (0: every process)."""
+    _fields_ = [("path", u64), ("offsets", u64), ("ref_ctr_offsets", u64), ("cookies", u64),
+                ("cnt", u32), ("flags", u32), ("pid", u32)]
+
+
+class NetfilterOpts(CheckedStructure):
+    """link_create.netfilter (6.4): protocol family, hook, priority, flags."""
+    _fields_ = [("pf", u32), ("hooknum", u32), ("priority", ctypes.c_int32), ("flags", u32)]
+
+
+class TcxOpts(CheckedStructure):
+    """link_create.tcx (6.6), also link_create.netkit (6.7): where in the hook's chain
+    (with BPF_F_BEFORE/AFTER) and the chain revision expected (0: any)."""
+    _fields_ = [("relative_fd", u32), ("expected_revision", u64)]
+
+
+LINK_CREATE_UNIONS = {KprobeMultiOpts: "kprobe_multi", UprobeMultiOpts: "uprobe_multi",
+                      NetfilterOpts: "netfilter", TcxOpts: "tcx"}
+
+
+def union_words(opts):
+    """A LINK_CREATE_UNIONS structure as the u64 words link_create's ``extra`` takes."""
+    raw = bytes(opts)
+    raw += bytes(-len(raw) % 8)
+    return tuple(int.from_bytes(raw[i:i + 8], sys.byteorder) for i in range(0, len(raw), 8))
 
 
 class LinkUpdateAttr(_Attr):
@@ -272,7 +317,7 @@ class BpfBtfInfo(_Attr):
 # Fields named after the kernel's but absent from the installed (6.1) header.
 NEWER_FIELDS = {("ProgLoadAttr", "log_true_size"), ("BtfLoadAttr", "btf_log_true_size"),
                 ("ProgQueryAttr", "link_ids"), ("ProgQueryAttr", "link_attach_flags"),
-                ("ProgQueryAttr", "revision")}
+                ("ProgQueryAttr", "revision"), ("LinkCreateAttr", "extra_newer")}
 
 # Which C struct each layout mirrors, for the layout test: anonymous members of
 # union bpf_attr are reached through a representative field name.

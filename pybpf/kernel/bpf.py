@@ -564,9 +564,13 @@ def btf_info(fd, with_data=False):
 
 def link_create(prog_fd, target_fd, attach_type, flags=0, extra=(), hints=None):
     """BPF_LINK_CREATE; ``extra`` fills the per-attach-type union as u64 words (e.g.
-    (bpf_cookie,) for perf events, (target_btf_id,) for tracing). Returns the link fd."""
+    (bpf_cookie,) for perf events, (target_btf_id,) for tracing), or is one of
+    attr.LINK_CREATE_UNIONS (a KprobeMultiOpts, ...). Returns the link fd."""
+    if isinstance(extra, tuple(A.LINK_CREATE_UNIONS)):
+        extra = A.union_words(extra)
+    words = tuple(extra)
     attr = A.LinkCreateAttr(prog_fd=prog_fd, target_fd=target_fd, attach_type=attach_type,
-                            flags=flags, extra=tuple(extra))
+                            flags=flags, extra=words[:4], extra_newer=words[4:])
     return bpf(Cmd.LINK_CREATE, attr, hints)
 
 

@@ -13,6 +13,7 @@ feature and the first release that has it. ``have_helper(prog_type, helper)`` as
 the same of helpers. ``python -m pybpf probe`` reports every test (:func:`report`).
 (As cilium/ebpf's internal feature tests and libbpf's kernel_supports() do.)
 """
+import ctypes
 import dataclasses
 import errno
 import functools
@@ -308,3 +309,77 @@ def _kprobe_events():
           "(CONFIG_UPROBE_EVENTS)", mounts=True)
 def _uprobe_events():
     return tracefs.has_probe_events("uprobe")
+
+
+def _union_link_answer(ptype, attach_type, opts, yes, ret=0):
+    """Link a minimal program of ptype (loaded with expected_attach_type attach_type)
+    with link_create union opts that the kernel refuses with errno yes where it has
+    this kind of link; EINVAL (a kernel that predates it, which may already refuse the
+    load) or EOPNOTSUPP (one built without it) say no."""
+    from . import bpf as kbpf  # bpf.py itself asks this module (memlock)
+    code = asm.encode([asm.mov64(0, ret), asm.exit()])
+    try:
+        prog = kbpf.prog_load(ptype, code, "GPL", expected_attach_type=attach_type,
+                              kern_version=release.kernel_version_code())[0]
+    except BPFError as e:
+        if e.errno == errno.EINVAL:
+            return False
+        raise
+    try:
+        kbpf.close(kbpf.link_create(prog, 0, attach_type, extra=opts))
+    except BPFError as e:
+        if e.errno == yes:
+            return True
+        if e.errno in (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP):
+            return False
+        raise
+    finally:
+        kbpf.close(prog)
+    return True
+
+
+def _pointer_to(*values):
+    """(keep-alive buffer, its address) of a u64 array."""
+    from . import bpf as kbpf
+    buf = (ctypes.c_uint64 * len(values))(*values)
+    return buf, kbpf.address(buf)
+
+
+@_feature("uprobe_multi", "6.6", "uprobe_multi links (BPF_TRACE_UPROBE_MULTI)")
+def _uprobe_multi():
+    """A uprobe_multi link on the path "/": EBADF (not a regular file) where the kernel
+    has them, as libbpf asks."""
+    path = ctypes.create_string_buffer(b"/")
+    offsets, addr = _pointer_to(0)
+    opts = A.UprobeMultiOpts(path=ctypes.addressof(path), offsets=addr, cnt=1)
+    return _union_link_answer(ProgType.KPROBE, AttachType.TRACE_UPROBE_MULTI, opts,
+                              errno.EBADF)
+
+
+def _kprobe_multi_answer(attach_type):
+    name = ctypes.create_string_buffer(b"pybpf_no_such_kernel_function")
+    syms, addr = _pointer_to(ctypes.addressof(name))
+    opts = A.KprobeMultiOpts(syms=addr, cnt=1)
+    return _union_link_answer(ProgType.KPROBE, attach_type, opts, errno.ESRCH)
+
+
+@_feature("kprobe_multi", "5.18", "kprobe_multi links (BPF_TRACE_KPROBE_MULTI; needs "
+          "CONFIG_FPROBE)")
+def _kprobe_multi():
+    """A kprobe_multi link on a function that does not exist: ESRCH where the kernel
+    has them; EOPNOTSUPP from a kernel built without CONFIG_FPROBE."""
+    return _kprobe_multi_answer(AttachType.TRACE_KPROBE_MULTI)
+
+
+@_feature("kprobe_session", "6.10", "kprobe session links (BPF_TRACE_KPROBE_SESSION; "
+          "needs CONFIG_FPROBE)")
+def _kprobe_session():
+    return _kprobe_multi_answer(AttachType.TRACE_KPROBE_SESSION)
+
+
+@_feature("netfilter_link", "6.4", "netfilter links (BPF_LINK_TYPE_NETFILTER; needs "
+          "CONFIG_NETFILTER_BPF_LINK)")
+def _netfilter_link():
+    """A netfilter link for protocol family 0: EAFNOSUPPORT where the kernel has them."""
+    return _union_link_answer(ProgType.NETFILTER, AttachType.NETFILTER,
+                              A.NetfilterOpts(pf=0), errno.EAFNOSUPPORT, ret=1)

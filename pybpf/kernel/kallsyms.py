@@ -71,3 +71,35 @@ def kprobe_blacklisted(function):
     if debugfs is None:
         return None
     return file_lists_symbol(os.path.join(debugfs, "kprobes", "blacklist"), function, 1)
+
+
+def traceable_functions():
+    """[(name, address or None)] of the functions ftrace can attach to (what
+    kprobe_multi links take), in the order tracefs lists them: from
+    available_filter_functions_addrs (6.5+, with addresses), else from
+    available_filter_functions (names only; module functions' " [module]" dropped).
+    None when tracefs has neither (no CONFIG_FUNCTION_TRACER, or tracefs cannot be
+    mounted)."""
+    from . import tracefs  # tracefs mounts through mounts, which this module imports
+    root = tracefs.root()
+    if root is None:
+        return None
+    for name, with_addr in (("available_filter_functions_addrs", True),
+                            ("available_filter_functions", False)):
+        try:
+            with open(os.path.join(root, name)) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        found = []
+        for line in lines:
+            fields = line.split()
+            if not fields:
+                continue
+            if with_addr:
+                if len(fields) >= 2:
+                    found.append((fields[1], int(fields[0], 16) or None))
+            else:
+                found.append((fields[0], None))
+        return found
+    return None

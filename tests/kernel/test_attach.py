@@ -656,10 +656,10 @@ def test_network_attach_mistakes(obj):
 
 # ---- kprobes: the VM tier --------------------------------------------------------------
 
-def counter(counts, slot, tgid=None, cookie_slot=None):
+def counter(counts, slot, tgid=None, cookie_slot=None, **load):
     """A kprobe program adding 1 to counts[slot] (only in process tgid, if given) and
     its bpf_get_attach_cookie() to counts[cookie_slot]; assembled, so the VM tier
-    needs no clang."""
+    needs no clang. load: more arguments of Program.load (expected_attach_type=...)."""
     def bump(slot, value, label):
         return [asm.st(4, asm.R10, -4, slot), asm.ld_map_fd(asm.R1, counts.fd),
                 asm.mov64(asm.R2, asm.R10), asm.alu64("add", asm.R2, -4),
@@ -674,7 +674,7 @@ def counter(counts, slot, tgid=None, cookie_slot=None):
         code += [asm.mov64(asm.R1, asm.R6), asm.call(HelperId.get_attach_cookie),
                  asm.mov64(asm.R7, asm.R0)] + bump(cookie_slot, asm.R7, "cookie")
     code += ["out", asm.mov64(asm.R0, 0), asm.exit()]
-    return Program.load(ProgType.KPROBE, asm.assemble(code), name="count")
+    return Program.load(ProgType.KPROBE, asm.assemble(code), name="count", **load)
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from pybpf.kernel import bpf as kbpf  # noqa: E402
 from pybpf.kernel import features  # noqa: E402
 from pybpf.kernel.constants import AttachType, Cmd, LinkType  # noqa: E402
 from pybpf.kernel.syscall import bpf  # noqa: E402
+from pybpf.attach import AttachError, TcxLink, attach  # noqa: E402
 from pybpf.links import BpfLink  # noqa: E402
 from pybpf.loader import BpfObject  # noqa: E402
 from pybpf.programs import Program  # noqa: E402
@@ -258,6 +259,35 @@ def test_tc_ingress_and_egress_count_then_detach(netpair, tc_obj, via):
     assert "clsact" not in _qdisc_kinds(b, "vb") and "clsact" not in _qdisc_kinds(a, "va")
     if via == "link":
         assert _tcx_prog_ids(b, "vb", "ingress") == _tcx_prog_ids(a, "va", "egress") == []
+
+
+@needs_tcx
+def test_tcx_sections_attach_as_tcx_links_on_their_hook(netpair, build):
+    """SEC("tcx/ingress") and SEC("tc/egress") (libbpf's alias) name their direction:
+    attach() makes a tcx link there on iface=, in the namespace it is called in."""
+    a, b = netpair
+    with BpfObject.open(build("tcx_count")) as obj:
+        obj.variables["port"] = PASS_PORT
+        obj.load()
+        links = []
+        for name, ns, iface in (("tcx_ingress", b, "vb"), ("tc_egress", a, "va")):
+            with inside(ns):
+                links.append(attach(obj.programs[name], obj.spec.programs[name].section_def,
+                                    iface=iface))
+        ingress, egress = links
+        with ingress, egress, udp_sockets(netpair, PASS_PORT) as (tx, rx):
+            assert isinstance(ingress, TcxLink) and (ingress.direction, egress.direction) \
+                == ("ingress", "egress")
+            assert egress.info().details["attach_type"] == "tcx_egress"
+            assert _tcx_prog_ids(b, "vb", "ingress") == [ingress.program.id]
+            send(tx, PASS_PORT, 6)
+            assert received(rx) == 6
+        assert _tcx_prog_ids(b, "vb", "ingress") == _tcx_prog_ids(a, "va", "egress") == []
+        # ARP may precede the first datagram: only UDP to the port is counted
+        assert obj.variables["ingress_packets"] == obj.variables["egress_packets"] == 6
+        with pytest.raises(AttachError, match="pass iface="):
+            attach(obj.programs["tcx_ingress"], "tcx/ingress")
+
 
 
 @needs_tcx

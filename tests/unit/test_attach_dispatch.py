@@ -35,7 +35,12 @@ def test_every_hook_module_is_named_by_the_table_and_every_row_by_a_module():
     ("raw_tp.w/x", "raw_tracepoint"), ("fentry.s/f", "tracing"), ("lsm/file_open", "tracing"),
     ("tp_btf/sched_switch", "tracing"), ("lsm_cgroup/socket_bind", "cgroup"),
     ("sockops", "cgroup"), ("cgroup_skb/egress", "cgroup"), ("cgroup/connect4", "cgroup"),
-    ("xdp.frags", "xdp"), ("classifier", "tc"), ("perf_event", "perf_event")])
+    ("xdp.frags", "xdp"), ("classifier", "tc"), ("perf_event", "perf_event"),
+    ("kprobe.multi/f*", "kprobe_multi"), ("kretprobe.multi/f", "kprobe_multi"),
+    ("kprobe.session/f", "kprobe_multi"), ("uprobe.multi/lib:f*", "uprobe_multi"),
+    ("uretprobe.multi.s/lib:f", "uprobe_multi"), ("tcx/ingress", "tcx"), ("tc/egress", "tcx"),
+    ("netfilter", "netfilter"), ("cgroup/connect_unix", "cgroup"),
+    ("cgroup/getsockname_unix", "cgroup")])
 def test_rows_name_their_hook(section, hook):
     assert sections.parse(section).hook == hook
 
@@ -48,7 +53,17 @@ class FakeProgram:
 @pytest.mark.parametrize("section, message", [
     ("socket", "socket filters are not attached to a hook"),
     ("xdp/devmap", "run from a devmap/cpumap entry"),
-    ("kprobe.multi/f*", "BPF_TRACE_KPROBE_MULTI links"),
+    ("kprobe.multi/f-oo*", "characters libbpf's section parser does not take"),
+    ("kprobe.session", "does not say where to attach (kprobe.session/PATTERN)"),
+    ("uprobe.multi/nocolon", "is not PATH:PATTERN"),
+    ("uretprobe.multi", "does not say where to attach (uretprobe.multi/PATH:PATTERN)"),
+    ("uprobe.multi/lib:", "is not PATH:PATTERN"),
+    ("uprobe.multi/pybpf-no-such-binary:f*", "cannot find 'pybpf-no-such-binary'"),
+    ("tcx/ingress", "pass iface="),
+    ("netfilter", "pass pf= (\"ipv4\" or \"ipv6\") and hooknum="),
+    ("netkit/primary", "netkit programs attach to a netkit device"),
+    ("sk_skb/verdict", "sk_skb programs attach to a sockmap"),
+    ("struct_ops.s/f", "registered through their struct_ops map"),
     ("perf_event", "perf_event programs need a sampling event"),
     ("cgroup_skb/egress", "pass cgroup="),
     ("xdp", "pass iface="),
@@ -67,10 +82,16 @@ def test_options_go_only_to_the_hooks_that_take_them():
     assert A.options_of(sections.parse("uprobe/x:f")) == ("pid",)
     assert A.options_of(sections.parse("socket")) == ()
     with pytest.raises(A.AttachError, match=r"iface= does not apply to 'kprobe/f' programs "
-                                            r"\(it is for tc and xdp programs\)"):
+                                            r"\(it is for tcx, tc and xdp programs\)"):
         A.attach(FakeProgram(ProgType.KPROBE), "kprobe/f", iface="lo")
     with pytest.raises(A.AttachError, match=r"pid= does not apply to 'xdp'"):
         A.attach(FakeProgram(ProgType.XDP), "xdp", pid=1)
+    assert A.options_of(sections.parse("netfilter")) == ("pf", "hooknum", "priority", "flags")
+    assert A.options_of(sections.parse("uprobe.multi/x:f*")) == ("pid",)
+    assert A.options_of(sections.parse("tcx/egress")) == ("iface",)
+    with pytest.raises(A.AttachError, match=r"hooknum= does not apply to 'tc' programs "
+                                            r"\(it is for netfilter programs\)"):
+        A.attach(FakeProgram(ProgType.SCHED_CLS), "tc", hooknum=3)
 
 
 def test_a_section_def_made_without_a_hook_gets_its_rows():

@@ -22,13 +22,7 @@ LIBBPF_C = "tools/lib/bpf/libbpf.c"
 
 # Conventions of libbpf 1.5 that pybpf's table lacks. Each is refused as an unknown
 # section today; adding one to sections.py means removing it here.
-NOT_YET = {
-    "kprobe.session+", "uprobe.multi+", "uretprobe.multi+", "uprobe.multi.s+",
-    "uretprobe.multi.s+", "tc/ingress", "tc/egress", "tcx/ingress",
-    "tcx/egress", "netkit/primary", "netkit/peer", "sk_skb/verdict",
-    "cgroup/connect_unix", "cgroup/sendmsg_unix", "cgroup/recvmsg_unix",
-    "cgroup/getpeername_unix", "cgroup/getsockname_unix", "struct_ops.s+", "netfilter",
-}
+NOT_YET = set()  # every libbpf 1.5 convention has a row
 FLAGS = {"SEC_SLEEPABLE": sections.SLEEPABLE, "SEC_ATTACH_BTF": sections.ATTACH_BTF,
          "SEC_XDP_FRAGS": sections.XDP_FRAGS}
 
