@@ -1,6 +1,7 @@
 """Finding the kernel's side of an object's ``__ksym`` externs, before any load.
 
-Typed externs (kfuncs, kernel variables) are BTF ids in the kernel's BTF; typeless
+Typed externs (kfuncs, kernel variables) are BTF ids in the kernel's BTF (vmlinux's, or
+a loaded module's when vmlinux lacks them); typeless
 ones (``extern const void sym __ksym``) only an address, from kallsyms. As libbpf
 does, so both accept the same objects, every extern is looked up first: an object
 whose strong (non-__weak) extern this kernel lacks fails to load even when only
@@ -11,9 +12,10 @@ from .kernel import kallsyms
 from .specs import KSYMS, ObjectError
 
 
-def resolve_ksyms(spec, target_btf):
-    """name -> ("func"|"var", BTF id), ("addr", address) or None (weak, missing) for
-    each .ksyms extern of the ObjectFile spec; target_btf() gives the kernel's BTF."""
+def resolve_ksyms(spec, kernel_btfs):
+    """name -> ("func"|"var", BTF id, module or None), ("addr", address, None) or None
+    (weak, missing) for each .ksyms extern of the ObjectFile spec; kernel_btfs() gives
+    the kernel's :class:`pybpf.kernelbtf.KernelBtfs`."""
     found = {}
     externs = spec.externs.values()
     undeclared = sorted(e.name for e in externs if not e.section)
@@ -28,16 +30,18 @@ def resolve_ksyms(spec, target_btf):
         if kind is None:
             typeless.append(ext)
             continue
-        ids = target_btf().find(ext.name, kind)
-        found[ext.name] = (kind, ids[0]) if ids else None
-        if not ids and not ext.weak:
+        hit = kernel_btfs().find(ext.name, kind)
+        found[ext.name] = (kind, hit[1], hit[0]) if hit else None
+        if not hit and not ext.weak:
             raise ObjectError(f"extern {kind} {ext.name!r} (.ksyms) is not in the "
-                              f"kernel's BTF; declare it __weak to make it optional")
+                              f"kernel's BTF (vmlinux or a loaded module's): load the "
+                              f"module that has it, or declare it __weak to make it "
+                              f"optional")
     if typeless:
         addresses = kallsyms.kallsyms_addresses(e.name for e in typeless)
         for ext in typeless:
             addr = addresses.get(ext.name)
-            found[ext.name] = ("addr", addr) if addr else None
+            found[ext.name] = ("addr", addr, None) if addr else None
             if not addr and not ext.weak:
                 raise ObjectError(
                     f"extern {ext.name!r} (typeless __ksym) is not in /proc/kallsyms "

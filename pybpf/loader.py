@@ -28,6 +28,7 @@ from .btf import Btf
 from .btf import types as T
 from .btf.handle import KernelBtf
 from .fd import pin_all
+from .kernelbtf import KernelBtfs
 from .ksyms import resolve_ksyms
 from .relocate import POISON_HELPER, relocated
 from .structops import struct_ops_target, struct_ops_value
@@ -59,6 +60,8 @@ class BpfObject:
         self.stats = {}       # program name -> LoadStats
         self.btf = None       # KernelBtf of the object's own types, after load
         self.kernel_btf = None
+        self._kbtfs = None    # KernelBtfs of this load (vmlinux and modules)
+        self._module_btfs, self._fd_array = {}, None
         self.core_notes = {}  # (section, slot) -> why a CO-RE relocation failed
         self.warnings = []
         self.variables = Variables(self)
@@ -96,6 +99,7 @@ class BpfObject:
             m.close()
         if self.btf is not None:
             self.btf.close()
+        self._close_kernel_btfs()
         self.programs, self.maps, self.btf = {}, {}, None
 
     def __repr__(self):
@@ -121,7 +125,8 @@ class BpfObject:
         try:
             self._load_btf()
             kconfig_data = kconfig_image(self.spec, kconfig or {})
-            self._ksyms = resolve_ksyms(self.spec, self._target_btf)
+            self._ksyms = resolve_ksyms(self.spec, self._kernel_btfs)
+            self._module_btfs, self._fd_array = self._module_btf_slots()
             self._create_maps(pin_maps, kconfig_data)
             wanted = programs if programs is not None else [
                 n for n, p in self.spec.programs.items() if p.section_def.autoload]
@@ -134,6 +139,7 @@ class BpfObject:
                 self.programs[name] = self._load_program(self.spec.programs[name],
                                                          log_level, cache)
             self._init_values()
+            self._close_kernel_btfs()
         except BaseException:
             self._release()  # a failed load may be retried (other kconfig, programs)
             raise
@@ -246,7 +252,31 @@ class BpfObject:
         if not any(self.spec.programs[n].core_sites for n in wanted):
             return None
         from .btf import core
-        return core.CoreCache(self._target_btf())
+        return core.CoreCache(self._kernel_btfs().targets())
+
+    def _kernel_btfs(self):
+        """The kernel's BTF with its modules' (none when the user gave a BTF file)."""
+        if self._kbtfs is None:
+            self._kbtfs = KernelBtfs(self._target_btf(),
+                                     with_modules=self._kernel_btf_source is None)
+        return self._kbtfs
+
+    def _module_btf_slots(self):
+        """({module: (fd_array index, BTF fd)}, fd_array or None) for the modules whose
+        kfuncs or variables the object uses; index 0 stands for vmlinux."""
+        slots, fd_array = {}, [0]
+        for found in self._ksyms.values():
+            if found is not None and found[2] is not None and found[2] not in slots:
+                slots[found[2]] = (len(fd_array), self._kbtfs.fd(found[2]))
+                fd_array.append(slots[found[2]][1])
+        return slots, (fd_array if slots else None)
+
+    def _close_kernel_btfs(self):
+        """Module BTF fds are needed only while programs load: the kernel holds its
+        own references to what a loaded program uses."""
+        if self._kbtfs is not None:
+            self._kbtfs.close()
+        self._kbtfs, self._module_btfs, self._fd_array = None, {}, None
 
     def _arena_base(self):
         name = self.spec.arena_map
@@ -257,7 +287,7 @@ class BpfObject:
         pspec, poisoned = relocated(pspec, self.spec.externs,
                                     {name: m.fd for name, m in self.maps.items()},
                                     self._ksyms, self.spec.btf, cache,
-                                    self._arena_base())
+                                    self._arena_base(), self._module_btfs)
         for res in poisoned:
             self.core_notes[(res.section, res.slot)] = res.message
         attach_btf_id = self._attach_btf_id(pspec)
@@ -277,7 +307,7 @@ class BpfObject:
         try:
             prog = Program.load(pspec, expected_attach_type=expected_attach_type,
                                 log_level=log_level, attach_btf_id=attach_btf_id,
-                                btf=self.btf)
+                                btf=self.btf, fd_array=self._fd_array)
         except VerifierError as e:
             raise self._explain(e, pspec) from None
         elapsed = time.perf_counter() - started

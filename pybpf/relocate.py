@@ -19,14 +19,16 @@ from .specs import CALL, INSN, KCONFIG
 POISON_HELPER = core.POISON_HELPER
 
 
-def relocated(pspec, externs, map_fds, ksyms, btf=None, cache=None, arena_base=0):
+def relocated(pspec, externs, map_fds, ksyms, btf=None, cache=None, arena_base=0,
+              module_btfs=None):
     """(copy of pspec with every reference filled in, [poisoned CO-RE results]).
 
     externs: the object's Extern specs by name; map_fds: name -> fd of this load's
     maps; ksyms: what :func:`pybpf.ksyms.resolve_ksyms` found; btf, cache: the
     object's BTF and a :class:`pybpf.btf.core.CoreCache` of the kernel's, when the
     program has CO-RE records; arena_base: where in the arena the loader put the
-    object's __arena globals."""
+    object's __arena globals; module_btfs: module -> (its index in the program's
+    fd_array, its BTF fd), for the ksyms that live in modules."""
     image = bytearray(pspec.insns)
     poisoned = []
     for site in pspec.core_sites:
@@ -44,11 +46,12 @@ def relocated(pspec, externs, map_fds, ksyms, btf=None, cache=None, arena_base=0
             _set_ld_imm64(image, at, BPF_PSEUDO_MAP_VALUE, map_fds[r.target],
                           arena_base + r.offset)
         else:
-            _relocate_extern(image, at, r, externs[r.target], map_fds, ksyms)
+            _relocate_extern(image, at, r, externs[r.target], map_fds, ksyms,
+                             module_btfs or {})
     return dataclasses.replace(pspec, insns=bytes(image)), poisoned
 
 
-def _relocate_extern(image, at, r, ext, map_fds, ksyms):
+def _relocate_extern(image, at, r, ext, map_fds, ksyms, module_btfs):
     if ext.section == KCONFIG:
         _set_ld_imm64(image, at, BPF_PSEUDO_MAP_VALUE, map_fds[KCONFIG], ext.offset)
         return
@@ -57,14 +60,16 @@ def _relocate_extern(image, at, r, ext, map_fds, ksyms):
         if found is None or found[0] != "func":
             struct.pack_into("<BBhi", image, at, CALL, 0, 0, POISON_HELPER)
         else:
-            struct.pack_into("<BBhi", image, at, CALL, BPF_PSEUDO_KFUNC_CALL << 4, 0,
+            slot = module_btfs[found[2]][0] if found[2] else 0  # 0: vmlinux
+            struct.pack_into("<BBhi", image, at, CALL, BPF_PSEUDO_KFUNC_CALL << 4, slot,
                              found[1])
     elif found is None:
         _set_ld_imm64(image, at, 0, 0, 0)   # a missing weak ksym reads as NULL
     elif found[0] == "addr":
         _set_ld_imm64(image, at, 0, found[1] & 0xFFFFFFFF, found[1] >> 32)
     else:
-        _set_ld_imm64(image, at, BPF_PSEUDO_BTF_ID, found[1], 0)
+        btf_fd = module_btfs[found[2]][1] if found[2] else 0  # 0: vmlinux
+        _set_ld_imm64(image, at, BPF_PSEUDO_BTF_ID, found[1], btf_fd)
 
 
 def _set_ld_imm64(image, at, src, lo, hi):

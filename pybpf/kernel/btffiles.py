@@ -11,3 +11,12 @@ def vmlinux_btf_size():
         return os.stat(VMLINUX_BTF).st_size
     except OSError:
         return None
+
+
+def module_names():
+    """Names of the loaded modules that publish BTF (CONFIG_DEBUG_INFO_BTF_MODULES),
+    sorted; [] on kernels without module BTF."""
+    try:
+        return sorted(n for n in os.listdir(BTF_DIR) if n != "vmlinux")
+    except OSError:
+        return []
