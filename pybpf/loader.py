@@ -61,6 +61,7 @@ class BpfObject:
         self.btf = None       # KernelBtf of the object's own types, after load
         self.kernel_btf = None
         self._kbtfs = None    # KernelBtfs of this load (vmlinux and modules)
+        self._replace = {}    # freplace program -> (target Program, function)
         self._module_btfs, self._fd_array = {}, None
         self.core_notes = {}  # (section, slot) -> why a CO-RE relocation failed
         self.warnings = []
@@ -109,7 +110,7 @@ class BpfObject:
     # -- loading -------------------------------------------------------------------
 
     def load(self, *, pin_maps=None, kernel_btf=None, kconfig=None, log_level=0,
-             programs=None):
+             programs=None, replace=None):
         """Create the maps and load the programs.
 
         pin_maps: bpffs directory for maps declared ``pinning LIBBPF_PIN_BY_NAME``
@@ -117,11 +118,15 @@ class BpfObject:
         file, to use instead of /sys/kernel/btf/vmlinux (kernels without BTF).
         kconfig: values for ``.kconfig`` externs, overriding the running kernel's.
         programs: names to load (default: every program not marked ``SEC("?...")``).
+        replace: for freplace programs, {program name: the loaded Program whose function
+        it replaces} (the function is the one its section names, ``freplace/FUNC``), or
+        {name: (Program, "function")} to name another one.
         """
         if self._loaded or self._closed:
             raise InputError(f"{self!r} is already {'closed' if self._closed else 'loaded'}")
         _check_load_args(pin_maps, kernel_btf, kconfig, log_level, programs)
         self._kernel_btf_source = kernel_btf
+        self._replace = _check_replace(replace, self.spec)
         try:
             self._load_btf()
             kconfig_data = kconfig_image(self.spec, kconfig or {})
@@ -292,14 +297,19 @@ class BpfObject:
             self.core_notes[(res.section, res.slot)] = res.message
         attach_btf_id = self._attach_btf_id(pspec)
         expected_attach_type = None
+        attach_prog_fd = 0
         if sd.prog_type == ProgType.EXT:
             # The kernel verifies an extension against the function it replaces, in
             # another loaded program (attach_prog_fd); without one it refuses with a
             # bare EPERM. libbpf refuses such a load before the syscall too.
-            raise O.ObjectError(
-                f"program {pspec.name!r} (section {sd.section!r}) replaces function "
-                f"{sd.target!r} of another loaded program; the object loader cannot be "
-                f"given that program, so leave it out (programs=[...])")
+            if pspec.name not in self._replace:
+                raise O.ObjectError(
+                    f"program {pspec.name!r} (section {sd.section!r}) replaces function "
+                    f"{sd.target!r} of another loaded program: give that program with "
+                    f"load(replace={{{pspec.name!r}: program}}), or leave this one out "
+                    f"(programs=[...])")
+            target, function = self._replace[pspec.name]
+            attach_prog_fd, attach_btf_id = target.fd, target.function_btf_id(function)
         if sd.prog_type == ProgType.STRUCT_OPS:
             attach_btf_id, expected_attach_type = struct_ops_target(
                 self.spec, pspec, self._target_btf)
@@ -307,7 +317,8 @@ class BpfObject:
         try:
             prog = Program.load(pspec, expected_attach_type=expected_attach_type,
                                 log_level=log_level, attach_btf_id=attach_btf_id,
-                                btf=self.btf, fd_array=self._fd_array)
+                                attach_prog_fd=attach_prog_fd, btf=self.btf,
+                                fd_array=self._fd_array)
         except VerifierError as e:
             raise self._explain(e, pspec) from None
         elapsed = time.perf_counter() - started
@@ -371,6 +382,24 @@ class BpfObject:
             raise ClosedError(f"cannot {what} {self!r}")
         if not self._loaded:
             raise InputError(f"cannot {what} {self!r}: load() it first")
+
+
+def _check_replace(replace, spec):
+    """{freplace program: (target Program, function name)} from load(replace=...)."""
+    out = {}
+    for name, target in (replace or {}).items():
+        pspec = spec.programs.get(name)
+        if pspec is None or pspec.section_def.prog_type != ProgType.EXT:
+            raise InputError(f"replace={{{name!r}: ...}}: {spec.name} has no freplace "
+                             f"program {name!r}")
+        function = pspec.section_def.target
+        if isinstance(target, tuple) and len(target) == 2:
+            target, function = target
+        if not isinstance(target, Program) or not isinstance(function, str) or not function:
+            raise InputError(f"replace={{{name!r}: ...}} takes a loaded Program, or "
+                             f"(Program, \"function name\")")
+        out[name] = (target, function)
+    return out
 
 
 def _check_load_args(pin_maps, kernel_btf, kconfig, log_level, programs):

@@ -6,7 +6,8 @@ refusal arrives as a :class:`~pybpf.errors.VerifierError` with the log attached.
 import ctypes
 import dataclasses
 
-from .errors import InputError
+from .btf import Btf, BtfError
+from .errors import InputError, MissingError
 from . import args
 from .btf.handle import KernelBtf
 from .fd import FdObject, Pinnable, open_pinned
@@ -188,6 +189,21 @@ class Program(Pinnable):
 
     def info(self):
         return _prog_info(self.fd)
+
+    def function_btf_id(self, name):
+        """The id, in this program's own BTF, of its function ``name``: what a freplace
+        program that replaces that function is loaded against."""
+        btf_id = self.info().btf_id
+        if not btf_id:
+            raise MissingError(f"{self!r} was loaded without BTF, so none of its functions "
+                               f"can be replaced (load it from a clang -g object)")
+        with KernelBtf(kbpf.btf_get_fd_by_id(btf_id)) as handle:
+            raw = kbpf.btf_info(handle.fd, with_data=True)[2]
+        try:
+            return Btf.from_bytes(raw).find_one(name, "func")
+        except BtfError:
+            raise MissingError(f"{self!r} has no function {name!r} in its BTF (a global or "
+                               f"static function of its source, not inlined)") from None
 
     def xlated(self):
         """The instructions as the kernel holds them after verification (bytes)."""

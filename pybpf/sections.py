@@ -40,8 +40,6 @@ _SK_SKB = Elsewhere("sk_skb programs attach to a sockmap/sockhash (BPF_PROG_ATTA
                     "the map's fd), not to a hook")
 _SK_MSG = Elsewhere("sk_msg programs attach to a sockmap/sockhash (BPF_PROG_ATTACH with "
                     "the map's fd), not to a hook")
-_FREPLACE = Elsewhere("freplace programs replace a function of another loaded program; "
-                      "attach them with BPF_LINK_CREATE naming that program")
 _ITER = Elsewhere("iterators are not attached to a hook: create a link for them and "
                   "read it")
 _SYSCALL = Elsewhere("syscall programs are run with program.test_run(), not attached")
@@ -107,7 +105,7 @@ _ROWS = [
     ("fentry.s+", P.TRACING, A.TRACE_FENTRY, ATTACH_BTF | SLEEPABLE, "tracing"),
     ("fmod_ret.s+", P.TRACING, A.MODIFY_RETURN, ATTACH_BTF | SLEEPABLE, "tracing"),
     ("fexit.s+", P.TRACING, A.TRACE_FEXIT, ATTACH_BTF | SLEEPABLE, "tracing"),
-    ("freplace+", P.EXT, None, ATTACH_BTF, _FREPLACE),
+    ("freplace+", P.EXT, None, ATTACH_BTF, "tracing"),
     ("lsm+", P.LSM, A.LSM_MAC, ATTACH_BTF, "tracing"),
     ("lsm.s+", P.LSM, A.LSM_MAC, ATTACH_BTF | SLEEPABLE, "tracing"),
     ("lsm_cgroup+", P.LSM, A.LSM_CGROUP, ATTACH_BTF, "cgroup"),

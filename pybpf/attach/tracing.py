@@ -1,6 +1,8 @@
 """Tracing programs: fentry, fexit, fmod_ret, tp_btf and lsm programs, attached to the
-kernel function (or BTF tracepoint, LSM hook) they were loaded for. The sections of
-those names (and their sleepable ".s" forms) attach here.
+kernel function (or BTF tracepoint, LSM hook) they were loaded for, and freplace
+programs, which replace the function of another BPF program they were loaded against
+(``BpfObject.load(replace=...)``). The sections of those names (and their sleepable
+".s" forms) attach here.
 """
 import errno
 
@@ -13,7 +15,7 @@ from .common import AttachError, check_type
 
 OPTIONS = ()
 
-_TRACING_TYPES = (ProgType.TRACING, ProgType.LSM)
+_TRACING_TYPES = (ProgType.TRACING, ProgType.LSM, ProgType.EXT)
 
 
 def attach_tracing(program, attach_type=None, *, cookie=None):
@@ -52,5 +54,6 @@ def attach_tracing(program, attach_type=None, *, cookie=None):
 
 
 def attach_section(program, sd):
-    """fentry/FUNC, fexit/FUNC, fmod_ret/FUNC, tp_btf/NAME, lsm/HOOK (and .s)."""
+    """fentry/FUNC, fexit/FUNC, fmod_ret/FUNC, tp_btf/NAME, lsm/HOOK (and .s), and
+    freplace/FUNC."""
     return attach_tracing(program, sd.expected_attach_type)
