@@ -126,6 +126,27 @@ def run_object(clang, tmp_path_factory):
     return compile_
 
 
+@pytest.fixture(scope="session")
+def bpf_object(clang, tmp_path_factory):
+    """bpf_object("DIR/NAME", compiler=None, flags=()): tests/progs/DIR/NAME.bpf.c
+    compiled once a session, by clang or the compiler named (e.g. "clang-19")."""
+    out = tmp_path_factory.mktemp("bpf_objects")
+    progs = os.path.join(os.path.dirname(__file__), "progs")
+
+    def compile_(name, compiler=None, flags=()):
+        cc = clang if compiler is None else shutil.which(compiler)
+        if cc is None:
+            pytest.fail(f"{compiler} is not installed: run the test set-up, "
+                        f"bash tools/run-tests")
+        obj = out / f"{name.replace('/', '-')}-{os.path.basename(cc)}.o"
+        if not obj.exists():
+            subprocess.run([cc, "-O2", "-g", "-target", "bpf", *flags, "-c",
+                            os.path.join(progs, f"{name}.bpf.c"), "-o", str(obj),
+                            f"-I/usr/include/{os.uname().machine}-linux-gnu"], check=True)
+        return str(obj)
+    return compile_
+
+
 def _own_links():
     """Ids of the BPF links this process holds (other processes on the machine may
     create links of their own while the suite runs; those are not ours to judge)."""

@@ -1,6 +1,5 @@
 """Arena maps (6.9+) and __arena globals: the object's .addr_space.1 goes into its
 one arena map, at the arena's last pages as libbpf puts it, before programs load."""
-import os
 import shutil
 import struct
 import subprocess
@@ -12,20 +11,12 @@ from pybpf.kernel.release import kernel_version
 from pybpf.loader import BpfObject
 from pybpf.objfile import ObjectError
 
-SOURCE = os.path.join(os.path.dirname(__file__), "..", "progs", "arena", "counter.bpf.c")
 
 
 @pytest.fixture(scope="module")
-def arena_object(tmp_path_factory):
-    clang = shutil.which("clang-19")
-    if clang is None:
-        pytest.fail("clang-19 is not installed (address_space(1) casts need clang 18+): "
-                    "run the test set-up, bash tools/run-tests")
-    obj = tmp_path_factory.mktemp("arena") / "counter.o"
-    subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-c", SOURCE,
-                    "-o", str(obj), f"-I/usr/include/{os.uname().machine}-linux-gnu"],
-                   check=True)
-    return str(obj)
+def arena_object(bpf_object):
+    # address_space(1) casts need clang 18+.
+    return bpf_object("arena/counter", compiler="clang-19", flags=("-mcpu=v3",))
 
 
 def test_the_arena_globals_belong_to_the_arena_map(arena_object):

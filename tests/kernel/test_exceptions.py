@@ -1,24 +1,17 @@
 """BPF exceptions (bpf_throw, 6.7+): a program's exception callback, named by a decl
 tag and called by nothing, is linked into that program alone, and runs when the
 program throws."""
-import os
-import subprocess
 
 import pytest
 
 from pybpf.btf import Btf
 from pybpf.loader import BpfObject
 
-SOURCE = os.path.join(os.path.dirname(__file__), "..", "progs", "exceptions", "throw.bpf.c")
 
 
 @pytest.fixture(scope="module")
-def throw_object(clang, tmp_path_factory):
-    obj = tmp_path_factory.mktemp("exceptions") / "throw.o"
-    subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-c", SOURCE,
-                    "-o", str(obj), f"-I/usr/include/{os.uname().machine}-linux-gnu"],
-                   check=True)
-    return str(obj)
+def throw_object(bpf_object):
+    return bpf_object("exceptions/throw", flags=("-mcpu=v3",))
 
 
 def test_the_callback_is_placed_only_in_the_program_that_names_it(throw_object):

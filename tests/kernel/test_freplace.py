@@ -1,8 +1,6 @@
 """freplace programs, loaded against a function of another loaded program that the
 user names (BpfObject.load(replace=...)), and attached through pybpf.attach."""
 import errno
-import os
-import subprocess
 
 import pytest
 
@@ -10,17 +8,11 @@ import pybpf
 from pybpf.attach import attach
 from pybpf.loader import BpfObject
 
-PROGS = os.path.join(os.path.dirname(__file__), "..", "progs", "freplace")
 
 
 @pytest.fixture(scope="module")
-def objects(clang, tmp_path_factory):
-    out = tmp_path_factory.mktemp("freplace")
-    for name in ("target", "replace"):
-        subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-c",
-                        os.path.join(PROGS, f"{name}.bpf.c"), "-o", str(out / f"{name}.o"),
-                        f"-I/usr/include/{os.uname().machine}-linux-gnu"], check=True)
-    return lambda name: str(out / f"{name}.o")
+def objects(bpf_object):
+    return lambda name: bpf_object(f"freplace/{name}")
 
 
 def test_without_a_target_the_error_says_how_to_give_one(objects):

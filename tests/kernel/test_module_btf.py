@@ -10,7 +10,6 @@ import pytest
 from pybpf.kernel import btffiles
 from pybpf.loader import BpfObject
 
-SOURCE = os.path.join(os.path.dirname(__file__), "..", "progs", "modules", "conntrack.bpf.c")
 ENOENT = 2
 
 
@@ -24,11 +23,8 @@ def conntrack_btf():
 
 
 @pytest.fixture(scope="module")
-def conntrack_object(clang, tmp_path_factory):
-    obj = tmp_path_factory.mktemp("modules") / "conntrack.o"
-    subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-c", SOURCE, "-o", str(obj),
-                    f"-I/usr/include/{os.uname().machine}-linux-gnu"], check=True)
-    return str(obj)
+def conntrack_object(bpf_object):
+    return bpf_object("modules/conntrack")
 
 
 @pytest.mark.vm
