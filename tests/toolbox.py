@@ -20,11 +20,20 @@ VM_RUN = os.path.join(TOOLS, "vm-run")
 
 
 def load_tool(name):
-    """tools/<name>.py, or the script tools/<name> (no .py), as a fresh module."""
+    """tools/<name>/ (a package), tools/<name>.py, or the script tools/<name> (no .py),
+    as a fresh module."""
+    module_name = f"pybpf_tool_{name.replace('-', '_')}"
+    package = os.path.join(TOOLS, name, "__init__.py")
+    if os.path.exists(package):
+        spec = importlib.util.spec_from_file_location(
+            module_name, package, submodule_search_locations=[os.path.dirname(package)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # its relative imports look it up there
+        spec.loader.exec_module(module)
+        return module
     path = os.path.join(TOOLS, f"{name}.py")
     if not os.path.exists(path):
         path = os.path.join(TOOLS, name)
-    module_name = f"pybpf_tool_{name.replace('-', '_')}"
     spec = importlib.util.spec_from_file_location(
         module_name, path, loader=importlib.machinery.SourceFileLoader(module_name, path))
     module = importlib.util.module_from_spec(spec)

@@ -1,5 +1,6 @@
 """pybpf's object loader agrees with libbpf on a representative set of the kernel's own
-BPF selftest programs (the full corpus: tools/conformance.py, docs/conformance.md).
+BPF selftest programs (the full corpora: tools/conformance.py, docs/conformance.md for
+linux-source-6.1, docs/conformance-6.12.md for linux-source-6.12).
 
 Each object is compiled from Debian's linux-source-6.1 as the selftests Makefile does,
 then loaded on this kernel by libbpf (bpftool prog loadall) and by pybpf, each in a
@@ -8,8 +9,15 @@ both load, both must have loaded the same number of programs (when bpftool can t
 The expected verdict is checked too, so a broken bpftool or compiler cannot pass as
 "both fail".
 
-The extracted tree, vmlinux.h and objects are cached under
-/var/tmp/pybpf-conformance-cache/<clang version>-<kernel release>, so reruns only load.
+The 6.12 subset is built with clang-19 and loaded by 6.12's own libbpf (built from
+the tree's tools/lib/bpf, driven by tools/conformance/libbpf_load.c). It holds objects
+both load and, for each known cause of disagreement, one or two objects marked with the
+cause: those must still disagree, so that pybpf learning the feature turns them into a
+failure asking to update the subset and docs/conformance-6.12.md.
+
+The extracted tree, vmlinux.h, objects (and 6.12's libbpf) are cached under
+/var/tmp/pybpf-conformance-cache/<tree>-<clang version>-<kernel release>, so reruns
+only load.
 """
 
 import pytest
@@ -76,6 +84,110 @@ def test_pybpf_agrees_with_libbpf(results, name):
             f"{pybpf['programs']}")
 
 
+TREE_6_12 = conformance.TREES["6.12"]
+
+# 6.12 objects both must load: object -> what it covers.
+BOTH_LOAD_6_12 = {
+    "test_global_data": "global data built by clang 19",
+    "bpf_cubic": "struct_ops with CO-RE, as 6.12's libbpf headers write it",
+    "iters": "open-coded iterators (bpf_iter_num_*, 6.4+)",
+    "cpumask_success": "vmlinux kfuncs (bpf_cpumask_*) and kptrs",
+    "local_kptr_stash": "local kptrs (bpf_obj_new) stashed in maps",
+    "test_tcp_custom_syncookie": "a 6.9-era tc program with kfuncs",
+}
+# 6.12 objects libbpf loads and pybpf does not yet: object -> the cause (a key of
+# CAUSES_6_12 in tools/conformance/explanations.py). When pybpf learns the feature the
+# test fails: move the object to BOTH_LOAD_6_12 and re-run the 6.12 corpus.
+DISAGREE_6_12 = {
+    "uprobe_multi": "section uprobe.multi / uretprobe.multi",
+    "connect_unix_prog": "section cgroup/*_unix",
+    "test_tc_link": "section tc/ingress, tcx/*",
+    "ip_check_defrag": "section netfilter",
+    "test_sockmap_skb_verdict_attach": "section sk_skb/verdict",
+    "dummy_st_ops_success": "section struct_ops.s",
+    "arena_atomics": "arena maps and __arena globals",       # __ulong(map_extra)
+    "arena_htab": "arena maps and __arena globals",          # .addr_space.1
+    "arena_htab_asm": "arena maps and __arena globals",      # mmap before load
+    "exceptions": "exception callbacks",
+    "test_spin_lock": "global data sections with special fields",
+}
+# Both refuse it on this kernel (bpf_testmod's kfuncs are not here).
+BOTH_FAIL_6_12 = {"kfunc_call_test": "kfuncs of bpf_testmod, which this host lacks"}
+# Both load it, but pybpf loads fewer programs: object -> (libbpf's, pybpf's count).
+FEWER_PROGRAMS_6_12 = {"verifier_global_subprogs": (1, 0)}
+SUBSET_6_12 = sorted({**BOTH_LOAD_6_12, **DISAGREE_6_12, **BOTH_FAIL_6_12,
+                      **FEWER_PROGRAMS_6_12})
+
+
+@pytest.fixture(scope="module")
+def results_6_12():
+    """Compile (cached) the 6.12 subset with clang-19, build 6.12's libbpf and the
+    loader (cached), load the subset once, two at a time."""
+    missing = conformance.available(TREE_6_12)
+    if missing:
+        pytest.skip(f"the 6.12 corpus needs it: {missing} (tools/run-tests installs both)")
+    try:
+        ws = conformance.prepare(conformance.cache_dir(TREE_6_12), TREE_6_12)
+        doc = conformance.run(ws, SUBSET_6_12, jobs=2)
+    except conformance.SetupError as e:
+        pytest.fail(f"{e}\n(run tools/run-tests: it installs clang-19, libelf-dev, "
+                    f"zlib1g-dev and linux-source-6.12)")
+    return {r["object"]: r for r in doc["objects"]}
+
+
+def _compiled(results, name):
+    rec = results[name]
+    assert rec["compiled"], f"clang-19 could not compile {name}: {rec['compile_error']}"
+    return rec, rec["libbpf"], rec["pybpf"]
+
+
+@pytest.mark.parametrize("name", sorted(BOTH_LOAD_6_12))
+def test_6_12_both_load(results_6_12, name):
+    rec, libbpf, pybpf = _compiled(results_6_12, name)
+    assert libbpf["ok"], f"6.12's libbpf refuses {name}: {libbpf['error']}"
+    assert pybpf["ok"], (f"{name} ({BOTH_LOAD_6_12[name]}): libbpf loads it but pybpf "
+                         f"refuses it: {pybpf['error']}")
+    assert pybpf["programs"] == libbpf["programs"], (
+        f"{name}: libbpf loaded {libbpf['programs']} programs, pybpf {pybpf['programs']}")
+
+
+@pytest.mark.parametrize("name", sorted(DISAGREE_6_12))
+def test_6_12_known_disagreement(results_6_12, name):
+    """Expected to disagree, for the cause named: a pybpf gap, not a libbpf one."""
+    rec, libbpf, pybpf = _compiled(results_6_12, name)
+    cause = DISAGREE_6_12[name]
+    assert libbpf["ok"], f"6.12's libbpf refuses {name}: {libbpf['error']}"
+    assert not pybpf["ok"], (
+        f"pybpf now loads {name}, so the gap '{cause}' is closed (for it): move {name} to "
+        f"BOTH_LOAD_6_12, and re-run `tools/conformance.py --tree 6.12` to update "
+        f"docs/conformance-6.12.md and CAUSES_6_12")
+    assert conformance.why("6.12", rec) == cause, (
+        f"{name} now disagrees for another reason: pybpf says {pybpf['error']}")
+
+
+@pytest.mark.parametrize("name", sorted(BOTH_FAIL_6_12))
+def test_6_12_both_fail(results_6_12, name):
+    rec, libbpf, pybpf = _compiled(results_6_12, name)
+    assert not libbpf["ok"] and not pybpf["ok"], (
+        f"{name} ({BOTH_FAIL_6_12[name]}): libbpf {'loads' if libbpf['ok'] else 'fails'}, "
+        f"pybpf {'loads' if pybpf['ok'] else 'fails'}")
+
+
+@pytest.mark.parametrize("name", sorted(FEWER_PROGRAMS_6_12))
+def test_6_12_known_program_count_gap(results_6_12, name):
+    rec, libbpf, pybpf = _compiled(results_6_12, name)
+    assert libbpf["ok"] and pybpf["ok"], (libbpf["error"], pybpf["error"])
+    assert (libbpf["programs"], pybpf["programs"]) == FEWER_PROGRAMS_6_12[name], (
+        f"{name}: libbpf loaded {libbpf['programs']} programs, pybpf {pybpf['programs']}; "
+        f"if they now match, pybpf autoloads struct_ops programs as libbpf does: move "
+        f"{name} to BOTH_LOAD_6_12 and drop its NOTES_6_12 entry")
+
+
+def test_6_12_loader_reports_program_count():
+    """libbpf_load's verdict line is what the libbpf side parses."""
+    assert conformance.load._LOADED.search("libbpf: x\nloaded 3 programs\n").group(1) == "3"
+
+
 def test_first_error_line_skips_the_verifier_log():
     """The libbpf verdict quotes libbpf's reason, not a line of the verifier log."""
     output = ("libbpf: prog 'p': BPF program load failed: Permission denied\n"
@@ -85,3 +197,28 @@ def test_first_error_line_skips_the_verifier_log():
               "libbpf: failed to load object 'x.o'\n")
     assert conformance.libbpf_first_error(output) == \
         "libbpf: prog 'p': BPF program load failed: Permission denied"
+
+
+def _disagreement(name, pybpf_error):
+    return {"object": name, "compiled": True, "compile_error": "", "agree": False,
+            "libbpf": {"ok": True, "error": "", "programs": 1, "seconds": 0.1},
+            "pybpf": {"ok": False, "error": pybpf_error, "seconds": 0.1}}
+
+
+def test_6_12_report_groups_disagreements_by_cause(tmp_path):
+    """A disagreement goes under the cause its pybpf error matches; one that no cause
+    covers is UNEXPLAINED, in its own group of the report."""
+    known = _disagreement("a", "UnknownSectionError: section 'netfilter' holds a program "
+                               "but its name follows no known convention (e.g. ...)")
+    new = _disagreement("b", "ObjectError: something no cause names")
+    assert conformance.why("6.12", known) == "section netfilter"
+    assert conformance.why("6.12", new) == "UNEXPLAINED"
+    meta = {"date": "d", "kernel": "k", "kernel_version": "v", "machine": "m", "clang": "c",
+            "python": "p", "libbpf": "libbpf 1.5", "tree": "6.12", "jobs": 1,
+            "compile_seconds": 0, "total_seconds": 0}
+    doc = {"meta": meta, "totals": conformance.totals([known, new]), "objects": [known, new]}
+    out = tmp_path / "report.md"
+    conformance.write_markdown(doc, str(out), "cmd")
+    text = out.read_text()
+    assert "### section netfilter (1 object: libbpf loads 1, pybpf 0)" in text
+    assert "### UNEXPLAINED (1 object" in text
