@@ -133,8 +133,7 @@ class BpfObject:
             self._ksyms = resolve_ksyms(self.spec, self._kernel_btfs)
             self._module_btfs, self._fd_array = self._module_btf_slots()
             self._create_maps(pin_maps, kconfig_data)
-            wanted = programs if programs is not None else [
-                n for n, p in self.spec.programs.items() if p.section_def.autoload]
+            wanted = programs if programs is not None else _autoloaded(self.spec)
             for name in wanted:
                 if name not in self.spec.programs:
                     raise MissingError(f"no program {name!r} in {self.spec.name} (has "
@@ -382,6 +381,18 @@ class BpfObject:
             raise ClosedError(f"cannot {what} {self!r}")
         if not self._loaded:
             raise InputError(f"cannot {what} {self!r}: load() it first")
+
+
+def _autoloaded(spec):
+    """The programs load() loads by default, by libbpf's rules: every program not
+    marked SEC("?..."), except that a struct_ops program loads exactly when one of
+    the object's .struct_ops tables uses it (a kernel ops type needs its programs
+    loaded against that table, so an unused one could not load at all)."""
+    used = {p for m in spec.maps.values() if m.struct_ops is not None
+            for p in m.struct_ops.programs.values()}
+    return [name for name, p in spec.programs.items()
+            if (name in used if p.section_def.prog_type == ProgType.STRUCT_OPS
+                else p.section_def.autoload)]
 
 
 def _check_replace(replace, spec):

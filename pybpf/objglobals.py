@@ -34,14 +34,35 @@ class GlobalsReader:
             # what is written before load. Other sections: one copy of the file's bytes.
             data = ZeroImage(sec.size) if sec.type == E.SHT_NOBITS else bytearray(sec.view)
             value_id = self._datasec_id(sec.name)
+            flags = (BPF_F_MMAPABLE if self._mmapable(sec, value_id) else 0) | \
+                (BPF_F_RDONLY_PROG if readonly else 0)
             obj.maps[sec.name] = MapSpec(
                 name=sec.name, type=MapType.ARRAY, key_size=4, value_size=sec.size,
-                max_entries=1, flags=BPF_F_MMAPABLE | (BPF_F_RDONLY_PROG if readonly else 0),
-                btf_value_type_id=value_id, data=data, section=sec.name)
+                max_entries=1, flags=flags, btf_value_type_id=value_id, data=data,
+                section=sec.name)
             for sym in self.symbols:
                 if sym.shndx == sec.index and sym.type == E.STT_OBJECT and sym.name:
                     obj.variables[sym.name] = Variable(
                         sym.name, sec.name, sym.value, sym.size, self._var_type(sym.name))
+
+    def _mmapable(self, sec, datasec_id):
+        """Whether a data section's map is BPF_F_MMAPABLE, by libbpf's rule: it holds a
+        variable that is neither static nor hidden (``__hidden``: ELF visibility hidden
+        or internal), one a skeleton's user would map. The kernel refuses to create a
+        mapped map whose value holds special fields (a bpf_spin_lock, an rb_root), and
+        objects keep those in sections of hidden variables (selftests' private(NAME)),
+        so the rule is what lets them load."""
+        if not datasec_id:
+            return False
+        btf = self.obj.btf
+        hidden = {s.name for s in self.symbols if s.shndx == sec.index and
+                  s.visibility in (E.STV_HIDDEN, E.STV_INTERNAL)}
+        for entry in btf.type(datasec_id).vars:
+            var = btf.type(entry.type)
+            if getattr(var, "linkage", T.VAR_STATIC) != T.VAR_STATIC and \
+                    var.name not in hidden:
+                return True
+        return False
 
     def _datasec_id(self, name):
         if self.obj.btf is None:

@@ -164,12 +164,17 @@ class MapReader:
         return ptr.type
 
     def _uint_member(self, where, member):
-        """__uint(name, N) is ``int (*name)[N]``: the array's length is the value."""
+        """__uint(name, N) is ``int (*name)[N]``: the array's length is the value.
+        __ulong(name, N) (libbpf 1.4+, for 64-bit values such as an arena's map_extra)
+        is a member of an anonymous enum type whose one enumerator is N."""
         btf = self.obj.btf
-        ptr = btf.type(btf.resolve(member.type))
-        arr = btf.type(btf.resolve(ptr.type)) if isinstance(ptr, T.Ptr) else None
+        t = btf.type(btf.resolve(member.type))
+        if isinstance(t, (T.Enum, T.Enum64)) and len(t.values) == 1:
+            return t.values[0].value & 0xFFFFFFFFFFFFFFFF
+        arr = btf.type(btf.resolve(t.type)) if isinstance(t, T.Ptr) else None
         if not isinstance(arr, T.Array):
-            raise ObjectError(f"{where}: '{member.name}' must be declared with __uint()")
+            raise ObjectError(f"{where}: '{member.name}' must be declared with __uint() "
+                              f"or __ulong()")
         return arr.nelems
 
     def _read_arena(self):

@@ -14,7 +14,7 @@ from .dataimage import ZeroImage
 from .errors import InputError, MissingError, UnsupportedError
 from .kernel import bpf as kbpf
 from .kernel import cpus, kconfig, release
-from .kernel.constants import BPF_F_RDONLY_PROG
+from .kernel.constants import BPF_F_MMAPABLE, BPF_F_RDONLY_PROG
 
 
 class Variables:
@@ -53,7 +53,8 @@ class Variables:
         if view is not None and writable:
             view[var.offset:var.offset + var.size] = raw
             return
-        image = bytearray(m[0])  # frozen: the kernel refuses this with the reason
+        # Frozen (the kernel refuses this with the reason) or not mappable: an update.
+        image = bytearray(m[0])
         image[var.offset:var.offset + var.size] = raw
         m[0] = bytes(image)
 
@@ -65,10 +66,13 @@ class Variables:
                                f"{', '.join(self._obj.spec.variables) or 'none'})") from None
 
     def _view(self, section):
-        """The live mapping of a loaded data map (None before load)."""
+        """The live mapping of a loaded data map (None before load), or its value read
+        now when the map cannot be mapped (no non-static variable: see objglobals)."""
         m = self._obj.maps.get(section)
         if m is None:
             return None
+        if not m.flags & BPF_F_MMAPABLE:
+            return m[0]
         if section not in self._views:
             self._views[section] = m.mmap()  # read-only when the map is frozen
             if not m.info().frozen:
@@ -189,7 +193,7 @@ def write_image(m, image):
     chunks = list(image.written()) if isinstance(image, ZeroImage) else [(0, image)]
     if not chunks:
         return
-    if m.flags & BPF_F_RDONLY_PROG:
+    if m.flags & BPF_F_RDONLY_PROG or not m.flags & BPF_F_MMAPABLE:
         m.update(0, image[0:len(image)])
         return
     page = cpus.page_size()
