@@ -13,7 +13,7 @@ from .btf import types as T
 from .dataimage import ZeroImage
 from .errors import InputError, MissingError, UnsupportedError
 from .kernel import bpf as kbpf
-from .kernel import cpus, kconfig, release
+from .kernel import arena, cpus, kconfig, release
 from .kernel.constants import BPF_F_MMAPABLE, BPF_F_RDONLY_PROG
 
 
@@ -226,12 +226,6 @@ def write_arena(m, mspec):
     which the programs' pointers into it are relative to: as libbpf does, it happens
     for every arena before any program is loaded. The pages written stay in the arena
     after the mapping is closed."""
-    length = mspec.max_entries * cpus.page_size()
-    view = kbpf.mmap(m.fd, length, writable=True)
-    try:
-        data = mspec.arena_data
-        if data:
-            base = arena_base(mspec)
-            view[base:base + len(data)] = data
-    finally:
-        view.close()
+    data = mspec.arena_data or b""
+    arena.write(m.fd, mspec.max_entries * cpus.page_size(), mspec.map_extra,
+                arena_base(mspec) if data else 0, data)
