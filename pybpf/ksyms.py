@@ -52,9 +52,13 @@ def resolve_ksyms(spec, kernel_btfs):
 
 def _ksym_kind(btf, ext):
     """"func" or "var" for a typed ksym, None for a typeless one (only its address,
-    found in kallsyms, is wanted)."""
-    if btf is None or not ext.btf_type_id:
-        return "var" if btf is not None else "func"
+    found in kallsyms, is wanted). clang gives ``extern void X __ksym`` no VAR at all
+    (btf_type_id 0) and ``extern const void X`` a VAR of const void: both typeless,
+    as libbpf takes them, so symbols kernel BTF lacks (``_stext``) load too."""
+    if btf is None:
+        return "func"
+    if not ext.btf_type_id:
+        return None
     if isinstance(btf.type(ext.btf_type_id), T.Func):
         return "func"
     return "var" if btf.resolve(ext.btf_type_id) else None

@@ -129,7 +129,7 @@ class BpfObject:
         self._replace = _check_replace(replace, self.spec)
         try:
             self._load_btf()
-            kconfig_data = kconfig_image(self.spec, kconfig or {})
+            kconfig_data = kconfig_image(self.spec, kconfig or {}, self.warnings)
             self._ksyms = resolve_ksyms(self.spec, self._kernel_btfs)
             self._module_btfs, self._fd_array = self._module_btf_slots()
             self._create_maps(pin_maps, kconfig_data)

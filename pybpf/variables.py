@@ -35,12 +35,16 @@ class Variables:
         return iter(self._obj.spec.variables)
 
     def __getitem__(self, name):
+        return _decode_var(self._var(name), self.raw(name), self._obj.spec.btf)
+
+    def raw(self, name):
+        """The bytes of global name (what ``[name]`` decodes), for decoders that read
+        them through BTF (pybpf.btf.values)."""
         var = self._var(name)
         image = self._view(var.section)
-        if image is None:  # not loaded yet: the initial image
+        if image is None:
             image = self._obj.spec.maps[var.section].data
-        return _decode_var(var, bytes(image[var.offset:var.offset + var.size]),
-                           self._obj.spec.btf)
+        return bytes(image[var.offset:var.offset + var.size])
 
     def __setitem__(self, name, value):
         var = self._var(name)
@@ -125,8 +129,11 @@ def _encode_var(var, value, btf):
 _LIBBPF_KCONFIG = {"LINUX_HAS_BPF_COOKIE": 1, "LINUX_HAS_SYSCALL_WRAPPER": 1}
 
 
-def _kconfig_bytes(ext, value, btf):
-    """Encode a kconfig value ("y"/"m"/"n", a number, a string) for extern ext."""
+def _kconfig_bytes(ext, value, btf, warnings):
+    """Encode a kconfig value ("y"/"m"/"n", a number, a string) for extern ext. A
+    string longer than its char array is cut to fit, NUL included, with a warning
+    appended to warnings: libbpf does the same, and objects written for it expect
+    to load (CONFIG_DEFAULT_HOSTNAME into a char[4], say)."""
     if isinstance(value, str):
         v = value.strip()
         if v in ("y", "m", "n"):
@@ -141,7 +148,12 @@ def _kconfig_bytes(ext, value, btf):
         elif v.startswith('"'):
             raw = v.strip('"').encode() + b"\0"
             if len(raw) > ext.size:
-                raise O.ObjectError(f"{ext.name}={v} does not fit its char[{ext.size}]")
+                if ext.size == 0:
+                    raise O.ObjectError(f"{ext.name}={v}: its char array has no room")
+                warnings.append(f"extern {ext.name} (.kconfig): {v} ({len(raw) - 1} "
+                                f"bytes) truncated to {ext.size - 1} bytes to fit its "
+                                f"char[{ext.size}], as libbpf does")
+                raw = raw[:ext.size - 1] + b"\0"
             return raw.ljust(ext.size, b"\0")
         else:
             value = int(v, 0)
@@ -152,10 +164,12 @@ def _kconfig_bytes(ext, value, btf):
         raise O.ObjectError(f"{ext.name}={value} does not fit in {ext.size} bytes") from None
 
 
-def kconfig_image(spec, overrides):
+def kconfig_image(spec, overrides, warnings=None):
     """A copy of the .kconfig image with the value of every .kconfig extern (None
     without externs): overrides first, then the running kernel's config and version,
-    then what libbpf provides. The spec's own image stays as parsed."""
+    then what libbpf provides. The spec's own image stays as parsed. What was changed
+    to fit (long strings) is said in the list warnings, when given."""
+    warnings = [] if warnings is None else warnings
     if O.KCONFIG not in spec.maps:
         return None
     data = bytearray(spec.maps[O.KCONFIG].data)
@@ -177,7 +191,7 @@ def kconfig_image(spec, overrides):
             raise O.ObjectError(
                 f"extern {ext.name!r} (.kconfig) has no value: this kernel's config "
                 f"does not set it; declare it __weak or pass kconfig={{{ext.name!r}: ...}}")
-        data[ext.offset:ext.offset + ext.size] = _kconfig_bytes(ext, value, spec.btf)
+        data[ext.offset:ext.offset + ext.size] = _kconfig_bytes(ext, value, spec.btf, warnings)
     return data
 
 

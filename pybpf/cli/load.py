@@ -9,7 +9,7 @@ from ..errors import Error, VerifierError
 from ..kernel.constants import MapType
 from ..loader import BpfObject
 from ..typenames import type_name
-from . import emit_json
+from . import emit_json, loadopts
 
 
 def register(sub):
@@ -24,6 +24,7 @@ def register(sub):
                    help="verifier log level for every load (1: instructions, 2: states)")
     p.add_argument("--btf", metavar="FILE",
                    help="kernel BTF to use for CO-RE instead of /sys/kernel/btf/vmlinux")
+    loadopts.add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -31,11 +32,15 @@ def run(args):
     try:
         obj = BpfObject.open(args.object)
     except (Error, OSError) as e:
+        if args.json:
+            emit_json({"object": args.object, "error": str(e).splitlines()[0],
+                       "program": None, "source_line": None})
         print(f"pybpf load: {args.object}: {e}", file=sys.stderr)
         return 1
     with obj:
         try:
-            obj.load(kernel_btf=args.btf, log_level=args.log_level)
+            programs = loadopts.apply(obj, args)
+            obj.load(kernel_btf=args.btf, log_level=args.log_level, programs=programs)
             if args.pin:
                 obj.pin(args.pin)
         except Error as e:

@@ -16,6 +16,7 @@ too (a parent-death signal). Netlink tc filters (kernels before 6.6) and XDP on
 kernels before 5.9 stay attached; docs/architecture.md lists what survives.
 """
 import argparse
+import json
 import math
 import os
 import re
@@ -30,8 +31,8 @@ from ..kernel import procs
 from ..kernel.constants import MapType, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE
 from ..typenames import type_name
 from ..loader import BpfObject
-from ..maps import KeyedMap, PerfEventArrayMap
-from . import emit_json
+from . import emit_json, loadopts, runevents
+from .runreport import Report
 
 _XDP_MODES = {"auto": 0, "native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}
 _TAIL_CALL = re.compile(r"^([\w.]+)\[(\d+)\]=(\w+)$")
@@ -40,11 +41,19 @@ _POLL = 0.05  # seconds between looks at the command and the signals
 _EPILOG = """\
 JSON output (--json): {"object", "programs": [{"name", "section", "id", "attached"}],
 "command": {"argv", "pid", "exit_status"} or null, "seconds", "maps": {MAP: [{"key",
-"value"}, ...]} }. Keys and values are numbers where the map's BTF says they are
-integers, else hex strings of their bytes; per-CPU values are lists, one per CPU;
-program and map arrays hold ids. Global data (.bss, .data, .rodata) shows as
-{VARIABLE: value}. Maps whose elements cannot be read (ring buffers, perf event
-arrays, queues) are listed under "unreadable_maps"."""
+"value"}, ...]}, "unreadable_maps": [{"name", "type", "reason"}], "events": [...],
+"event_counts": {MAP: N}, "lost_events": {MAP: N}, "warnings": [...]}. Keys, values
+and globals are decoded through the object's BTF (structs as objects, arrays as
+lists, char arrays as strings, enums by name), hex strings of their bytes where it
+has none; per-CPU values are lists, one per CPU; program and map arrays hold ids.
+Global data (.bss, .data, .rodata) shows as {VARIABLE: value}.
+
+Events: records of every ring buffer and perf event array, read while the programs
+are attached: {"map", "cpu" (perf only), "size", "value"} decoded through
+--event-type, else {"map", "size", "hex", "text": [printable runs]}. With
+--json-lines each is printed as one JSON line when it arrives, and the report
+follows as a last line {"report": {...}}. With --json an error is a document too:
+{"object", "error", "stage"}."""
 
 
 def _seconds(text):
@@ -78,6 +87,14 @@ def register(sub):
     options.add_argument("--tail-call", action="append", default=[], metavar="MAP[I]=PROG",
                          help="store program PROG at index I of program array MAP before "
                               "attaching (repeatable)")
+    options.add_argument("--json-lines", action="store_true",
+                         help="print each event as a JSON line, then the report as one")
+    options.add_argument("--event-type", action="append", default=[],
+                         metavar="[MAP=]TYPE",
+                         help="decode event records as TYPE: a struct/union/typedef of "
+                              "the object's BTF, or HEADER.h:NAME from a C header; MAP= "
+                              "for one map only (repeatable)")
+    loadopts.add_arguments(options)
     p = sub.add_parser("run", parents=[options],
                        help="load an object, attach its programs, run a command, print maps",
                        description=__doc__, epilog=_EPILOG,
@@ -89,24 +106,43 @@ def register(sub):
 
 
 def run(args):
-    _split_command(args)
+    try:
+        _split_command(args)
+        runevents.check_event_options(args)
+    except Error as e:
+        return _fail(args, "arguments", str(e))
     stop = _StopSignals()
     try:
         obj = BpfObject.open(args.object)
     except (Error, OSError) as e:
-        return _fail(f"{args.object}: {e}")
+        return _fail(args, "open", f"{args.object}: {e}")
     with stop, obj:
         try:
-            obj.load()
+            programs = loadopts.apply(obj, args)
+            types = runevents.event_types(obj, args.event_type)
+        except (Error, OSError) as e:
+            return _fail(args, "options", f"{args.object}: {e}", obj)
+        try:
+            obj.load(programs=programs)
             for spec in args.tail_call:
                 _tail_call(obj, spec)
-        except Error as e:
-            return _fail(f"{args.object}: {e}")
-        return _attach_and_run(args, obj, stop)
+        except (Error, OSError) as e:
+            return _fail(args, "load", f"{args.object}: {e}", obj)
+        events = runevents.Events(obj, types, json_lines=args.json_lines,
+                                  collect=args.json)
+        try:
+            events.open()
+        except (Error, OSError) as e:
+            return _fail(args, "events", f"{args.object}: {e}", obj)
+        try:
+            return _attach_and_run(args, obj, stop, events)
+        finally:
+            events.close()
 
 
-def _attach_and_run(args, obj, stop):
-    links, report = {}, _Report(obj)
+def _attach_and_run(args, obj, stop, events):
+    links, report = {}, Report(obj)
+    report.warnings(obj.warnings)
     try:
         try:
             for name in _programs_to_attach(args, obj, report):
@@ -115,15 +151,19 @@ def _attach_and_run(args, obj, stop):
             if args.pin:
                 _pin(args.pin, obj, links, report)
         except (Error, OSError) as e:
-            return _fail(str(e))
+            return _fail(args, "attach", str(e), obj)
         report.print_attached()
-        status = _wait(args, stop, report)
+        status = _wait(args, stop, report, events)
     finally:
         for link in links.values():
             link.close()  # a pinned link stays attached
+    events.drain()
+    report.doc.update(events.summary())
     report.maps()
     if args.json:
         emit_json(report.doc)
+    elif args.json_lines:
+        print(json.dumps({"report": report.doc}))
     else:
         report.print_maps()
     return status
@@ -272,39 +312,44 @@ class _StopSignals:
         self.signum = signum
 
 
-def _wait(args, stop, report):
-    """Wait for the command, the duration or a signal; the exit status."""
+def _wait(args, stop, report, events):
+    """Wait for the command, the duration or a signal, reading events meanwhile; the
+    exit status."""
     started = time.monotonic()
     deadline = None if args.duration is None else started + args.duration
     try:
         if args.command and stop.signum is None:
-            return _run_command(args, stop, report, deadline)
-        _poll_until(lambda: stop.signum is not None, deadline)
+            return _run_command(args, stop, report, deadline, events)
+        _poll_until(lambda: stop.signum is not None, deadline, events)
         return 0
     finally:
         report.doc["seconds"] = round(time.monotonic() - started, 3)
 
 
-def _poll_until(done, deadline):
-    """True once done(), False if the deadline (a monotonic time, or None) came first."""
+def _poll_until(done, deadline, events=None):
+    """True once done(), False if the deadline (a monotonic time, or None) came first.
+    Between looks, events (if any) are read instead of sleeping."""
     while not done():
         if deadline is not None and time.monotonic() >= deadline:
             return False
-        time.sleep(_POLL)
+        if events is None or not events.poll(_POLL):
+            time.sleep(_POLL)
     return True
 
 
-def _run_command(args, stop, report, deadline):
+def _run_command(args, stop, report, deadline, events):
     try:
         child = subprocess.Popen(args.command, preexec_fn=_dies_with(os.getpid()))
     except OSError as e:
         print(f"pybpf run: cannot run {args.command[0]!r}: {e}", file=sys.stderr)
+        report.doc["command"] = {"argv": args.command, "pid": None, "exit_status": None,
+                                 "error": str(e)}
         return 1
     report.doc["command"] = {"argv": args.command, "pid": child.pid, "exit_status": None}
     print(f"pybpf run: started {args.command[0]} (pid {child.pid})", file=sys.stderr,
           flush=True)
     if not _poll_until(lambda: child.poll() is not None or stop.signum is not None,
-                       deadline) or child.returncode is None:
+                       deadline, events) or child.returncode is None:
         _end(child, stop.signum or signal.SIGTERM)
     status = child.returncode
     status = 128 - status if status < 0 else status
@@ -338,86 +383,17 @@ def _end(child, signum):
             return
 
 
-# ---- reporting -----------------------------------------------------------------------
-
-class _Report:
-    """The run's JSON document, built as things happen."""
-
-    def __init__(self, obj):
-        self.obj = obj
-        self.doc = {"object": obj.spec.name, "programs": [], "command": None,
-                    "seconds": 0.0, "pinned": None, "maps": {}, "unreadable_maps": []}
-
-    def attached(self, name, link):
-        sd = self.obj.spec.programs[name].section_def
-        self.doc["programs"].append({"name": name, "section": sd.section,
-                                     "id": self.obj.programs[name].id,
-                                     "attached": link.description or type(link).__name__})
-
-    def skipped(self, name, reason):
-        sd = self.obj.spec.programs[name].section_def
-        self.doc["programs"].append({"name": name, "section": sd.section,
-                                     "id": self.obj.programs[name].id,
-                                     "attached": None, "skipped": reason})
-
-    def left_attached(self, name, how_to_remove):
-        for p in self.doc["programs"]:
-            if p["name"] == name:
-                p["left_attached"] = how_to_remove
-
-    def maps(self):
-        obj = self.obj
-        for name, m in obj.maps.items():
-            mspec = obj.spec.maps.get(name)
-            if mspec is not None and mspec.is_data:
-                self.doc["maps"][name] = {
-                    var: _jsonable(obj.variables[var]) for var in obj.variables
-                    if obj.spec.variables[var].section == name}
-            elif isinstance(m, KeyedMap) and not isinstance(m, PerfEventArrayMap):
-                self.doc["maps"][name] = [{"key": _jsonable(k), "value": _jsonable(v)}
-                                          for k, v in sorted(m.items(), key=_by_key)]
-            else:
-                self.doc["unreadable_maps"].append(name)
-
-    def print_attached(self):
-        for p in self.doc["programs"]:
-            what = p["attached"] or f"not attached: {p['skipped']}"
-            print(f"pybpf run: {p['name']} ({p['section']}): {what}", file=sys.stderr)
-            if p.get("left_attached"):
-                print(f"  left attached; remove with: {p['left_attached']}", file=sys.stderr)
-
-    def print_maps(self):
-        cmd = self.doc["command"]
-        if cmd is not None:
-            print(f"command {' '.join(cmd['argv'])} (pid {cmd['pid']}) exited with "
-                  f"{cmd['exit_status']} after {self.doc['seconds']} s")
-        for name, content in self.doc["maps"].items():
-            print(f"map {name}:")
-            rows = content.items() if isinstance(content, dict) else \
-                ((e["key"], e["value"]) for e in content)
-            sep = " =" if isinstance(content, dict) else ":"
-            for key, value in rows:
-                print(f"  {key}{sep} {value}")
-        for name in self.doc["unreadable_maps"]:
-            print(f"map {name}: (elements cannot be read)")
-        if self.doc["pinned"]:
-            print(f"pinned under {self.doc['pinned']}")
-
-
-def _by_key(item):
-    """Hash maps come in hash order; show them by key (numbers before bytes)."""
-    key = item[0]
-    return (0, key, b"") if isinstance(key, int) else (1, 0, bytes(key))
-
-
-def _jsonable(value):
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).hex()
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _fail(message):
+def _fail(args, stage, message, obj=None):
+    """Exit status 1 after an error: with --json (or --json-lines) a JSON document on
+    stdout, so a program reading it always gets one, else a line on stderr."""
+    if getattr(args, "json", False) or getattr(args, "json_lines", False):
+        doc = {"object": obj.spec.name if obj is not None else args.object,
+               "error": message, "stage": stage}
+        if obj is not None and obj.warnings:
+            doc["warnings"] = list(obj.warnings)
+        if args.json:
+            emit_json(doc)
+        else:
+            print(json.dumps(doc))
     print(f"pybpf run: error: {message}", file=sys.stderr)
     return 1
