@@ -508,12 +508,16 @@ int fr_copyout_arm(struct pt_regs *ctx)
 	struct fr_inflight armed = {};
 	__u64 id;
 
-	base = fr_iter_base(iter, &at, &bytes);
-	if (!base || !bytes)
-		return 0;
-	if (!fr_tenant_of(base, &armed.key))
-		return 0;
 	id = bpf_get_current_pid_tgid();
+	base = fr_iter_base(iter, &at, &bytes);
+	if (!base || !bytes || !fr_tenant_of(base, &armed.key)) {
+		/* Not a tenant's copy: disarm what an earlier one of this thread left, or a
+		 * later copyout to the same addresses would be taken for that tenant's
+		 * (after its process died and the pid came back, say). */
+		if (bpf_map_lookup_elem(&fr_inflight, &id))
+			bpf_map_delete_elem(&fr_inflight, &id);
+		return 0;
+	}
 	armed.lo = at;
 	armed.hi = at + bytes;
 	armed.segments = 1;
@@ -531,8 +535,7 @@ int fr_copyout(struct pt_regs *ctx)
 
 	if (!armed)
 		return 0;
-	key = armed->key;
-	t = bpf_map_lookup_elem(&fr_tenants, &key);
+	t = fr_tenant_of(armed->key.buf, &key);	/* still this process's tenant */
 	if (!t)
 		return 0;
 	return fr_begin(ctx, t, &key, from, n, 0);
@@ -544,10 +547,11 @@ int fr_copyout_skip(struct pt_regs *ctx)
 	__u64 to = PT_REGS_PARM1(ctx), n = PT_REGS_PARM3(ctx);
 	struct fr_inflight *armed = fr_armed_for(to, n);
 	struct fr_tenant *t;
+	struct fr_key key;
 
 	if (!armed)
 		return 0;
-	t = bpf_map_lookup_elem(&fr_tenants, &armed->key);
+	t = fr_tenant_of(armed->key.buf, &key);
 	if (!t || !(t->flags & FR_FLAG_OVERRIDE))
 		return 0;
 	/* copyout returns the bytes it did not copy: 0 is "all copied". */

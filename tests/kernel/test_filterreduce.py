@@ -373,12 +373,19 @@ def test_a_tenant_killed_mid_read_is_reclaimed(pinned, tmp_path):
 @tiers
 def test_a_recycled_pid_does_not_inherit_a_tenant(setup, tmp_path):
     """An entry whose start-time window is not this process's (as when a pid is
-    reused) is ignored by the kernel."""
+    reused) is ignored by the kernel, also right after a read into the same buffer
+    by a tenant that was this process's (the copyout backend once kept that read's
+    arming, and took the next copy to the same addresses for the dead tenant's)."""
     path = tmp_path / "r.txt"
     path.write_bytes(b"1 2 3\n" * 1000)
     buf = bytearray(4096)
     pipeline = setup.pipeline
     with setup.reader() as fr, fr.tenant(buf) as t:
+        with open(path, "rb", buffering=0) as f:
+            while f.readinto(buf):
+                pass
+        assert t.result().count == 3000
+        t.reset()
         value = pipeline.tenants.counters(t.key)
         value.start_lo, value.start_hi = value.start_lo - 10 ** 9, value.start_lo - 1
         pipeline.tenants.tenants[t.key] = value       # as a dead process left it
