@@ -385,14 +385,15 @@ class BpfObject:
 
 def _autoloaded(spec):
     """The programs load() loads by default, by libbpf's rules: every program not
-    marked SEC("?..."), except that a struct_ops program loads exactly when one of
-    the object's .struct_ops tables uses it (a kernel ops type needs its programs
-    loaded against that table, so an unused one could not load at all)."""
+    marked SEC("?..."), and also a "?" struct_ops program that one of the object's
+    .struct_ops tables uses (it is loaded against that table's kernel type). A
+    struct_ops program no table uses keeps its section's say, so without "?" it is
+    loaded and refused, as with libbpf."""
     used = {p for m in spec.maps.values() if m.struct_ops is not None
             for p in m.struct_ops.programs.values()}
     return [name for name, p in spec.programs.items()
-            if (name in used if p.section_def.prog_type == ProgType.STRUCT_OPS
-                else p.section_def.autoload)]
+            if p.section_def.autoload or (
+                p.section_def.prog_type == ProgType.STRUCT_OPS and name in used)]
 
 
 def _check_replace(replace, spec):

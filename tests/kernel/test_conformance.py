@@ -109,16 +109,12 @@ BOTH_LOAD_6_12 = {
                       "mapped",
     "verifier_global_subprogs": "?struct_ops programs loaded when a table uses them",
 }
-# 6.12 objects libbpf loads and pybpf does not yet: object -> the cause (a key of
-# CAUSES_6_12 in tools/conformance/explanations.py). When pybpf learns the feature the
-# test fails: move the object to BOTH_LOAD_6_12 and re-run the 6.12 corpus.
-DISAGREE_6_12 = {}
+# No 6.12 object libbpf loads is refused by pybpf any more (docs/conformance-6.12.md);
+# a new gap shows as a failure of test_6_12_both_load.
 # Both refuse it on this kernel (bpf_testmod's kfuncs are not here).
-BOTH_FAIL_6_12 = {"kfunc_call_test": "kfuncs of bpf_testmod, which this host lacks"}
-# Both load it, but pybpf loads fewer programs: object -> (libbpf's, pybpf's count).
-FEWER_PROGRAMS_6_12 = {}
-SUBSET_6_12 = sorted({**BOTH_LOAD_6_12, **DISAGREE_6_12, **BOTH_FAIL_6_12,
-                      **FEWER_PROGRAMS_6_12})
+BOTH_FAIL_6_12 = {"kfunc_call_test": "kfuncs of bpf_testmod, which this host lacks",
+                  "bad_struct_ops2": "a struct_ops program no table uses, not marked '?'"}
+SUBSET_6_12 = sorted({**BOTH_LOAD_6_12, **BOTH_FAIL_6_12})
 
 
 @pytest.fixture(scope="module")
@@ -153,36 +149,12 @@ def test_6_12_both_load(results_6_12, name):
         f"{name}: libbpf loaded {libbpf['programs']} programs, pybpf {pybpf['programs']}")
 
 
-@pytest.mark.parametrize("name", sorted(DISAGREE_6_12))
-def test_6_12_known_disagreement(results_6_12, name):
-    """Expected to disagree, for the cause named: a pybpf gap, not a libbpf one."""
-    rec, libbpf, pybpf = _compiled(results_6_12, name)
-    cause = DISAGREE_6_12[name]
-    assert libbpf["ok"], f"6.12's libbpf refuses {name}: {libbpf['error']}"
-    assert not pybpf["ok"], (
-        f"pybpf now loads {name}, so the gap '{cause}' is closed (for it): move {name} to "
-        f"BOTH_LOAD_6_12, and re-run `tools/conformance.py --tree 6.12` to update "
-        f"docs/conformance-6.12.md and CAUSES_6_12")
-    assert conformance.why("6.12", rec) == cause, (
-        f"{name} now disagrees for another reason: pybpf says {pybpf['error']}")
-
-
 @pytest.mark.parametrize("name", sorted(BOTH_FAIL_6_12))
 def test_6_12_both_fail(results_6_12, name):
     rec, libbpf, pybpf = _compiled(results_6_12, name)
     assert not libbpf["ok"] and not pybpf["ok"], (
         f"{name} ({BOTH_FAIL_6_12[name]}): libbpf {'loads' if libbpf['ok'] else 'fails'}, "
         f"pybpf {'loads' if pybpf['ok'] else 'fails'}")
-
-
-@pytest.mark.parametrize("name", sorted(FEWER_PROGRAMS_6_12))
-def test_6_12_known_program_count_gap(results_6_12, name):
-    rec, libbpf, pybpf = _compiled(results_6_12, name)
-    assert libbpf["ok"] and pybpf["ok"], (libbpf["error"], pybpf["error"])
-    assert (libbpf["programs"], pybpf["programs"]) == FEWER_PROGRAMS_6_12[name], (
-        f"{name}: libbpf loaded {libbpf['programs']} programs, pybpf {pybpf['programs']}; "
-        f"if they now match, pybpf autoloads struct_ops programs as libbpf does: move "
-        f"{name} to BOTH_LOAD_6_12 and drop its NOTES_6_12 entry")
 
 
 def test_6_12_loader_reports_program_count():

@@ -87,8 +87,11 @@ def test_percpu_cgroup_storage_through_run(storage_obj, cgroup):
                          capture_output=True, text=True, timeout=60, env=ENV)
     assert out.returncode == 0, out.stderr
     [entry] = json.loads(out.stdout)["maps"]["storage"]
+    # One value per possible CPU, each the whole page decoded through the object's BTF
+    # (struct page: a packet counter, then the rest of the page).
     assert len(entry["value"]) == NCPUS
-    assert all(len(v) == 2 * PAGE_VALUE for v in entry["value"])  # hex
+    assert all(set(v) == {"packets", "rest"} and len(v["rest"]) == PAGE_VALUE - 8
+               for v in entry["value"])
 
 
 # ---- the rule, for every map type ----------------------------------------------------
