@@ -69,8 +69,13 @@ def results():
 def test_pybpf_agrees_with_libbpf(results, name):
     rec = results[name]
     assert rec["compiled"], f"clang could not compile {name}: {rec['compile_error']}"
+    _agree(name, rec, *SUBSET[name])
+
+
+def _agree(name, rec, expected, covers):
+    """libbpf's verdict is the expected one, pybpf's is libbpf's, and where both load
+    they loaded as many programs (when the libbpf side can tell)."""
     libbpf, pybpf = rec["libbpf"], rec["pybpf"]
-    expected, covers = SUBSET[name]
     assert libbpf["ok"] == expected, (
         f"{name} ({covers}): libbpf {'loads' if libbpf['ok'] else 'fails'}, expected "
         f"{'a load' if expected else 'a failure'}; libbpf said: {libbpf['error']}")
@@ -196,3 +201,48 @@ def test_6_12_report_groups_disagreements_by_cause(tmp_path):
     text = out.read_text()
     assert "### section netfilter (1 object: libbpf loads 1, pybpf 0)" in text
     assert "### UNEXPLAINED (1 object" in text
+
+
+TOOLS_CORPUS = conformance.toolscorpus.TOOLS_CORPUS
+
+# libbpf-tools objects (docs/conformance-tools.md has all 61): object -> (loads on this
+# kernel?, what it covers). Each is loaded with the options its tool's user space
+# would use (tools/libbpf_tools.py), by 6.12's libbpf and by pybpf alike.
+TOOLS_SUBSET = {
+    "opensnoop": (True, "tracepoints, perf event array sized by the loader"),
+    "cpudist": (True, "tp_btf kept, raw_tp variant off; unsized maps given 10240 entries"),
+    "vfsstat": (True, "fentry variants off (refused here), the kprobe ones loaded"),
+    "biolatency": (True, "tp_btf/raw_tp pair of three programs"),
+    "capable": (False, "stack map whose value size its user space sets"),
+    "cachestat": (False, "fentry programs with no kprobe variant: EPERM here"),
+}
+
+
+@pytest.fixture(scope="module")
+def results_tools():
+    missing = conformance.toolscorpus.unavailable()
+    if missing:
+        pytest.skip(f"the libbpf-tools corpus needs it: {missing}")
+    try:
+        ws = conformance.toolscorpus.prepare_tools()
+        doc = conformance.run(ws, sorted(TOOLS_SUBSET), jobs=2)
+    except conformance.SetupError as e:
+        pytest.fail(f"{e}\n(run tools/run-tests: it installs libbpf-tools, clang-19, "
+                    f"libelf-dev, zlib1g-dev and linux-source-6.12)")
+    return {r["object"]: r for r in doc["objects"]}
+
+
+@pytest.mark.parametrize("name", sorted(TOOLS_SUBSET))
+def test_libbpf_tools_agree(results_tools, name):
+    rec, _, _ = _compiled(results_tools, name)
+    _agree(name, rec, *TOOLS_SUBSET[name])
+
+
+def test_libbpf_tools_options_reach_both_loaders(results_tools):
+    """The variant the kernel refuses is off in both; libbpf_load gets it as -n."""
+    tools = conformance.toolscorpus.libbpf_tools
+    refused = "kprobe_" if tools.this_kernel().fentry else "fentry_"
+    off = results_tools["vfsstat"]["options"]["no_autoload"]
+    assert off and all(p.startswith(refused) for p in off)
+    assert conformance.load.loader_arguments(
+        {"no_autoload": ["a"], "max_entries": {"m": 8}}) == ["-n", "a", "-m", "m=8"]

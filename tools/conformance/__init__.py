@@ -15,7 +15,12 @@ this kernel for reasons that are the kernel's (fentry/fexit/lsm refused with EPE
 programs written for helpers or kfuncs the tree's kernel had and 6.18 changed): that
 is agreement.
 
-Modules, by what they hold: corpus (trees, workspaces, extracting and headers), build
+A third corpus, ``--tree libbpf-tools``, is not compiled: the objects inside Debian's
+libbpf-tools binaries, loaded by 6.12's libbpf and by pybpf with the choices each
+tool's user space makes before load (toolscorpus, tools/libbpf_tools.py).
+
+Modules, by what they hold: corpus (trees, workspaces, extracting and headers),
+toolscorpus (the libbpf-tools corpus), build
 (compiling; the tree's libbpf and the loader), load (the isolated loads), report
 (verdicts, totals, markdown), explanations (why disagreements remain), cli (the run
 and the command line; tools/conformance.py is its entry point).
@@ -26,4 +31,5 @@ from .corpus import (CACHE_ROOT, DEFAULT_TREE, LOAD_TIMEOUT, PIN_ROOT, TREES, Se
                      Workspace, available, cache_dir, clang_version, prepare)
 from .explanations import EXPLANATIONS, HISTORY, Cause, explain
 from .load import libbpf_first_error, load_libbpf, load_pybpf
+from .toolscorpus import CORPORA, TOOLS_CORPUS, prepare_tools
 from .report import compare, note_for, totals, why, write_markdown

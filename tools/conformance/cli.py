@@ -4,6 +4,7 @@
     python3 tools/conformance.py --tree 6.12 --jobs 2   # writes docs/conformance-6.12.md
     python3 tools/conformance.py --only test_global_data,test_map_in_map
     python3 tools/conformance.py --tree 6.12 --every 4 --deadline 1800
+    python3 tools/conformance.py --tree libbpf-tools   # docs/conformance-tools.md
 """
 import argparse
 import concurrent.futures
@@ -13,8 +14,9 @@ import signal
 import sys
 import time
 
-from .build import build_loader, compile_all, libbpf_version
-from .corpus import LOAD_TIMEOUT, TREES, SetupError, prepare
+from .build import build_loader, libbpf_version
+from .corpus import LOAD_TIMEOUT, SetupError, prepare
+from .toolscorpus import CORPORA, TOOLS_CORPUS, prepare_tools
 from .load import inner, load_libbpf, load_pybpf
 from .report import compare, machine_info, note_for, totals, write_markdown
 
@@ -27,28 +29,31 @@ def run(ws, names=None, jobs=2, timeout=LOAD_TIMEOUT, progress=None, deadline=No
     started = time.monotonic()
     tree = ws.tree_def
     names = names or ws.sources()
-    loader = build_loader(ws) if tree.libbpf == "tree" else None
-    compiled = compile_all(ws, names, jobs)
+    loader = build_loader(ws.loader_workspace) if tree.libbpf == "tree" else None
+    compiled = ws.objects(names, jobs)
     compile_seconds = round(time.monotonic() - started, 1)
     records = {n: {"object": n, "compiled": ok, "compile_error": err}
                for n, (ok, err) in compiled.items()}
 
     def load(name):
         if deadline is not None and time.monotonic() - started > deadline:
-            return name, None, None
-        obj = ws.obj_path(name)
-        return name, load_libbpf(obj, timeout, loader), load_pybpf(obj, timeout)
+            return name, None, None, None
+        obj, options = ws.obj_path(name), ws.options(name)
+        return name, options, load_libbpf(obj, timeout, loader, options), \
+            load_pybpf(obj, timeout, options)
 
     todo = [n for n in names if compiled[n][0]]
     partial = ""
     pool = concurrent.futures.ThreadPoolExecutor(jobs)
     try:
-        for i, (name, lb, pb) in enumerate(pool.map(load, todo), 1):
+        for i, (name, options, lb, pb) in enumerate(pool.map(load, todo), 1):
             if lb is None:
                 partial = f"stopped at the {deadline} s deadline"
                 continue
             rec = records[name]
             rec.update(libbpf=lb, pybpf=pb, agree=compare(lb, pb))
+            if options:
+                rec["options"] = options
             rec["note"] = note_for(rec, tree.name)
             if progress:
                 progress(f"[{i}/{len(todo)}] {name}: libbpf {_verdict(lb)}, "
@@ -74,6 +79,7 @@ def run(ws, names=None, jobs=2, timeout=LOAD_TIMEOUT, progress=None, deadline=No
 
 
 def _libbpf_name(ws):
+    ws = ws.loader_workspace
     return (f"libbpf {libbpf_version(ws)} built from linux-source-{ws.tree_def.name}'s "
             f"tools/lib/bpf, loaded by tools/conformance/libbpf_load.c")
 
@@ -88,11 +94,13 @@ def _interrupt(signum, frame):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tree", choices=sorted(TREES), default="6.1",
-                    help="the kernel tree whose selftests are the corpus (default 6.1)")
+    ap.add_argument("--tree", choices=sorted(CORPORA), default="6.1",
+                    help="the corpus: a kernel tree whose selftests are compiled (default "
+                         "6.1), or libbpf-tools, the objects inside Debian's libbpf-tools "
+                         "binaries (loaded with 6.12's libbpf)")
     ap.add_argument("--workdir", default=None,
                     help="where to extract, generate and compile (default "
-                         + ", ".join(f"{t.default_workdir} for {n}" for n, t in TREES.items())
+                         + ", ".join(f"{t.default_workdir} for {n}" for n, t in CORPORA.items())
                          + ")")
     ap.add_argument("--jobs", type=int, default=2, help="parallel compiles/loads (default 2)")
     ap.add_argument("--timeout", type=int, default=LOAD_TIMEOUT,
@@ -113,19 +121,19 @@ def main(argv=None):
     if args.inner:
         print(json.dumps(inner(*args.inner)))
         return 0
-    tree = TREES[args.tree]
+    tree = CORPORA[args.tree]
     workdir = args.workdir or tree.default_workdir
     command = " ".join(["python3 tools/conformance.py"] + list(
         argv if argv is not None else sys.argv[1:]))
     if args.from_json:
         with open(args.from_json) as f:
             doc = json.load(f)
-        out = args.docs or TREES[doc["meta"].get("tree", "6.1")].docs
+        out = args.docs or CORPORA[doc["meta"].get("tree", "6.1")].docs
         write_markdown(doc, out, doc["meta"].get("command", command))
         return 0
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        ws = prepare(workdir, tree)
+        ws = prepare_tools(workdir) if tree is TOOLS_CORPUS else prepare(workdir, tree)
         names = args.only.split(",") if args.only else None
         if args.every:
             names = (names or ws.sources())[::args.every]

@@ -133,6 +133,20 @@ class Workspace:
         """Names (without .c) of every selftest program, sorted."""
         return sorted(f[:-2] for f in os.listdir(self.progs) if f.endswith(".c"))
 
+    @property
+    def loader_workspace(self):
+        """The workspace whose libbpf loads this corpus (a tree's own)."""
+        return self
+
+    def objects(self, names, jobs=2):
+        """{name: (compiled?, first error)}: selftests are compiled (cached)."""
+        from .build import compile_all
+        return compile_all(self, names, jobs)
+
+    def options(self, name):
+        """Load options of an object: the selftests load theirs as they are."""
+        return {}
+
 
 def _run(cmd, timeout=None, **kw):
     return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

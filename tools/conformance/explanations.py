@@ -102,7 +102,24 @@ NOTES_6_12 = {
         "(bpf_object_adjust_struct_ops_autoload); pybpf leaves every \"?\" program unloaded.",
 }
 
-EXPLANATIONS = {"6.1": {}, "6.12": CAUSES_6_12}
+# Why both loaders refuse 11 of Debian's libbpf-tools objects on this kernel (6.18,
+# fentry refused, no kprobes): none is a loader's doing.
+_FENTRY_HERE = ("fentry program the tool uses whatever the kernel (no kprobe variant to "
+                "choose): this kernel refuses fentry (EPERM)")
+_STACKMAP = ("stack map left unsized: the tool's user space sets its value size "
+             "(perf_max_stack_depth) and entries, which neither loader is given")
+_GONE = "fentry target not in this kernel's BTF (renamed or inlined since the tool was written)"
+_CORE_GONE = ("a CO-RE relocation of a field 6.18 no longer has fails, so the program is "
+              "poisoned ({what}); libbpf and pybpf both report it")
+NOTES_TOOLS = {
+    "biosnoop": _FENTRY_HERE, "biostacks": _FENTRY_HERE, "cachestat": _FENTRY_HERE,
+    "capable": _STACKMAP, "offcputime": _STACKMAP, "wakeuptime": _STACKMAP,
+    "mdflush": _GONE, "numamove": _GONE, "readahead": _GONE,
+    "bindsnoop": _CORE_GONE.format(what="inet_sock's freebind bitfield, now a flag bit"),
+    "runqlen": _CORE_GONE.format(what="cfs_rq.nr_running"),
+}
+
+EXPLANATIONS = {"6.1": {}, "6.12": CAUSES_6_12, "libbpf-tools": {}}
 
 # What the first run (41 disagreements in 486 objects) found, and what fixed it.
 HISTORY_6_1 = [
@@ -147,7 +164,7 @@ UNJUDGED_6_12 = [
 ]
 
 HISTORY = {"6.1": HISTORY_6_1}
-NOTES = {"6.12": NOTES_6_12}
+NOTES = {"6.12": NOTES_6_12, "libbpf-tools": NOTES_TOOLS}
 UNJUDGED = {"6.12": UNJUDGED_6_12}
 
 

@@ -9,6 +9,11 @@ pybpf is given the same pin root, so both tools exercise map pinning alike.
 
 libbpf is bpftool's (``bpftool prog loadall OBJ DIR``) or, for a tree newer than
 bpftool's libbpf, the tree's own libbpf driven by libbpf_load.c (``LOADER OBJ``).
+
+options (``{"no_autoload": [PROG...], "max_entries": {MAP: N}}``) are what a corpus's
+own user space would do between open and load (tools/libbpf_tools.py for the
+libbpf-tools corpus): libbpf_load gets them as -n/-m, pybpf as the ``run``/``load``
+options --no-autoload/--max-entries (pybpf.cli.loadopts), so both load the same.
 """
 import json
 import os
@@ -23,11 +28,11 @@ from .corpus import LOAD_TIMEOUT, PIN_ROOT, REPO, TOOLS, SetupError, _run
 ENTRY = os.path.join(TOOLS, "conformance.py")
 
 
-def _isolated(mode, obj, timeout, loader=None):
-    """Run `conformance.py --inner MODE OBJ [LOADER]` in a private mount namespace;
-    its JSON verdict."""
+def _isolated(mode, obj, timeout, loader=None, options=None):
+    """Run `conformance.py --inner MODE OBJ LOADER OPTIONS` in a private mount
+    namespace; its JSON verdict."""
     cmd = ["unshare", "--mount", "--propagation", "private", sys.executable,
-           ENTRY, "--inner", mode, obj] + ([loader] if loader else [])
+           ENTRY, "--inner", mode, obj, loader or "", json.dumps(options or {})]
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     started = time.monotonic()
     try:
@@ -47,13 +52,20 @@ def _isolated(mode, obj, timeout, loader=None):
             "seconds": elapsed}
 
 
-def load_libbpf(obj, timeout=LOAD_TIMEOUT, loader=None):
-    """loader: the libbpf_load binary to use instead of bpftool."""
-    return _isolated("libbpf", obj, timeout, loader)
+def load_libbpf(obj, timeout=LOAD_TIMEOUT, loader=None, options=None):
+    """loader: the libbpf_load binary to use instead of bpftool (needed for options)."""
+    return _isolated("libbpf", obj, timeout, loader, options)
 
 
-def load_pybpf(obj, timeout=LOAD_TIMEOUT):
-    return _isolated("pybpf", obj, timeout)
+def load_pybpf(obj, timeout=LOAD_TIMEOUT, options=None):
+    return _isolated("pybpf", obj, timeout, options=options)
+
+
+def loader_arguments(options):
+    """libbpf_load's -n/-m arguments for options."""
+    return ([a for p in options.get("no_autoload", ()) for a in ("-n", p)]
+            + [a for m, n in options.get("max_entries", {}).items()
+               for a in ("-m", f"{m}={n}")])
 
 
 # Lines of libbpf's output that say what went wrong, in the order they are preferred.
@@ -99,10 +111,10 @@ def _inner_mount():
         system.mount("bpf", PIN_ROOT, "bpf")
 
 
-def _inner_libbpf(obj, loader=None):
+def _inner_libbpf(obj, loader=None, options=None):
     _inner_mount()
     if loader:
-        res = _run([loader, obj, PIN_ROOT])
+        res = _run([loader, *loader_arguments(options or {}), obj, PIN_ROOT])
         loaded = _LOADED.search(res.stdout)
         if res.returncode == 0 and loaded:
             return {"ok": True, "error": "", "programs": int(loaded.group(1))}
@@ -121,16 +133,23 @@ def _inner_libbpf(obj, loader=None):
     return {"ok": False, "error": libbpf_first_error(output)}
 
 
-def _inner_pybpf(obj):
+def _inner_pybpf(obj, options=None):
+    import argparse
+
+    from pybpf.cli import loadopts
     from pybpf.loader import BpfObject
     _inner_mount()
+    options = options or {}
     info = {"sections": [], "core": 0}
     try:
         with BpfObject.open(obj) as o:
             ext = o.spec.btf_ext
             info["core"] = sum(len(r) for r in ext.core_relos.values()) if ext else 0
             info["sections"] = sorted({p.section_def.section for p in o.spec.programs.values()})
-            o.load(pin_maps=PIN_ROOT)
+            programs = loadopts.apply(o, argparse.Namespace(
+                set=[], only=[], no_autoload=list(options.get("no_autoload", ())),
+                max_entries=[f"{m}={n}" for m, n in options.get("max_entries", {}).items()]))
+            o.load(pin_maps=PIN_ROOT, programs=programs)
             info["programs"] = len(o.programs)
     except Exception as e:  # the verdict is the point: every failure is data here
         text = str(e).strip().splitlines()
@@ -142,6 +161,9 @@ def _inner_pybpf(obj):
     return dict(info, ok=True, error="")
 
 
-def inner(mode, obj, loader=None):
+def inner(mode, obj, loader="", options="{}"):
     """The child's side: one load, its verdict as a dict."""
-    return _inner_libbpf(obj, loader) if mode == "libbpf" else _inner_pybpf(obj)
+    options = json.loads(options)
+    if mode == "libbpf":
+        return _inner_libbpf(obj, loader or None, options)
+    return _inner_pybpf(obj, options)

@@ -2,7 +2,8 @@
 import platform
 import re
 
-from .corpus import TREES, _run, bpftool_version, clang_version
+from .corpus import _run, bpftool_version, clang_version
+from .toolscorpus import CORPORA, TOOLS_CORPUS, libbpf_tools
 from .explanations import EXPLANATIONS, HISTORY, NOTES, UNJUDGED, explain
 
 
@@ -102,8 +103,11 @@ def machine_info(tree, libbpf=None):
     """libbpf: how the tree's own libbpf was used (None: bpftool's)."""
     date = _run(["date"]).stdout.strip()
     info = {"date": date, "kernel": platform.release(), "kernel_version": platform.version(),
-            "machine": platform.machine(), "clang": clang_version(tree),
-            "python": platform.python_version()}
+            "machine": platform.machine(), "python": platform.python_version()}
+    if tree.clang:
+        info["clang"] = clang_version(tree)
+    else:  # an extracted corpus: the package version is what it depends on
+        info["package"] = f"{tree.package} {libbpf_tools.package_version()}"
     if tree.name != "6.1":
         info["tree"] = tree.name
     if libbpf:
@@ -123,6 +127,8 @@ def _cell(text, limit=110):
 def _method(tree, meta):
     if tree.name == "6.1":
         return _METHOD_6_1
+    if tree is TOOLS_CORPUS:
+        return _method_tools(meta)
     flags = " ".join(sorted({" ".join(f) for f in tree.extra_cflags.values()}))
     return [
         "## Method", "",
@@ -178,11 +184,51 @@ _METHOD_6_1 = [
     "- Where both load, the number of programs each loaded is compared too.", ""]
 
 
+def _method_tools(meta):
+    return [
+        "## Method", "",
+        f"- Corpus: the BPF object inside each binary of Debian's {meta.get('package')} "
+        "(/usr/sbin), taken out by tools/extract_bpf_objects.py (the ELF whose e_machine is "
+        "EM_BPF, through the end of its section headers) into a cache keyed by the package "
+        "version. Nothing is compiled: these are the objects the package ships.",
+        "- Like for like: each object is loaded with what its tool's user space does between "
+        "open and load (tools/libbpf_tools.py, shared with tests/kernel/test_real_tools.py): "
+        "of the fentry/kprobe or tp_btf/raw_tp variant pairs, the one the running kernel "
+        "cannot run (probed as the tools' trace_helpers.c does: a fentry program on vfs_read, "
+        "a tp_btf one on sched_switch) has autoload off; unsized maps get the tools' default "
+        "size. Both loaders get the same: libbpf_load's `-n PROG` / `-m MAP=N`, pybpf's "
+        "`--no-autoload` / `--max-entries` (pybpf.cli.loadopts).",
+        f"- Load: each tool in a child process (`unshare --mount`) with a private bpffs at "
+        f"/sys/fs/bpf. libbpf: {meta.get('libbpf', '?')} (bpftool cannot be given the "
+        "options). pybpf: `BpfObject.open(OBJ)`, the options applied, "
+        "`.load(pin_maps=\"/sys/fs/bpf\", programs=...)`. "
+        f"{meta.get('timeout', 60)} s timeout per load.",
+        "- Where both load, the number of programs each loaded is compared too (all equal).",
+        "- What is not given to either: the stack maps' value size (capable, offcputime, "
+        "wakeuptime size it from perf_max_stack_depth; neither `run` nor libbpf_load has an "
+        "option for it) and the attach targets the fs*/dist tools set at run time (their "
+        "kprobe variants load regardless; their fentry ones are off here).", ""]
+
+
+def _options_text(options):
+    parts = [f"no autoload: {', '.join(options['no_autoload'])}"] if options.get(
+        "no_autoload") else []
+    parts += [f"max_entries {m}={n}" for m, n in options.get("max_entries", {}).items()]
+    return "; ".join(parts)
+
+
 def _load_seconds(doc, tool):
     return round(sum(r[tool]["seconds"] for r in doc["objects"] if r["compiled"]), 1)
 
 
 def _intro(tree, m):
+    if tree is TOOLS_CORPUS:
+        return ["Every BPF object inside Debian's libbpf-tools binaries (bcc's tools, built by "
+                "Debian) is loaded on this machine by libbpf and by pybpf, each with the "
+                "choices the tool's own user space makes before load, each in a child "
+                "process with a private bpffs. The tools *agree* when both load the object "
+                "or both refuse it. The selftest corpora: [conformance.md](conformance.md) "
+                "(6.1), [conformance-6.12.md](conformance-6.12.md).", ""]
     if tree.name == "6.1":
         return ["Every program in linux-source-6.1's tools/testing/selftests/bpf/progs is "
                 "compiled as the selftests Makefile compiles it, then loaded on this machine "
@@ -239,16 +285,18 @@ def _gaps(tree, dis, objs):
 
 def write_markdown(doc, path, command):
     m, t = doc["meta"], doc["totals"]
-    tree = TREES[m.get("tree", "6.1")]
+    tree = CORPORA[m.get("tree", "6.1")]
     tool = f"- bpftool: {m['bpftool']}" if "bpftool" in m else f"- libbpf: {m['libbpf']}"
-    out = ["# Object loader conformance: pybpf vs libbpf on the kernel's BPF selftests"
-           + ("" if tree.name == "6.1" else f" (linux-source-{tree.name})"), "",
+    title = ("the BPF objects of Debian's libbpf-tools" if tree is TOOLS_CORPUS else
+             "the kernel's BPF selftests"
+             + ("" if tree.name == "6.1" else f" (linux-source-{tree.name})"))
+    out = [f"# Object loader conformance: pybpf vs libbpf on {title}", "",
            "Generated by `tools/conformance.py` (do not edit by hand; re-run it).", ""]
     out += _intro(tree, m)
     out += ["## Setup", "",
             f"- date: {m['date']}",
             f"- kernel: {m['kernel']} ({m['kernel_version']}), {m['machine']}",
-            f"- clang: {m['clang']}",
+            f"- clang: {m['clang']}" if "clang" in m else f"- package: {m['package']}",
             tool,
             f"- python: {m['python']}",
             f"- command: `{command}`",
@@ -305,7 +353,18 @@ def write_markdown(doc, path, command):
         pb = "ok" if r["pybpf"]["ok"] else "fail: " + _cell(r["pybpf"]["error"], 90)
         out.append(f"| {r['object']} | {lb} | {pb} | {'yes' if r['agree'] else '**no**'} | "
                    f"{_cell(r['note'])} |")
+    with_options = [r for r in objs if r.get("options") and _options_text(r["options"])]
+    if with_options:
+        out += ["", "## What the tools' user space did before load", "",
+                "Given alike to both loaders (the other objects were loaded as they are).", "",
+                "| object | options |", "|---|---|"]
+        out += [f"| {r['object']} | {_cell(_options_text(r['options']), 300)} |"
+                for r in with_options]
     skipped = [r for r in objs if not r["compiled"]]
+    if not skipped and tree is TOOLS_CORPUS:
+        with open(path, "w") as f:
+            f.write("\n".join(out) + "\n")
+        return
     out += ["", "## Skipped: clang could not compile them", "",
             f"Mostly programs written against {tree.name}'s kernel types: this vmlinux.h "
             "comes from the running kernel's BTF, where some types changed.", "",
