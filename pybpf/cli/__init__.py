@@ -15,8 +15,25 @@ from ..errors import Error
 COMMANDS = ["probe", "objects", "load", "run", "links", "filterreduce"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that with --json anywhere on the command line a rejected
+    argument is a JSON document on stdout too, as every other --json error is: a
+    program reading the output never has to tell usage text from a report."""
+
+    json_errors = False
+
+    def error(self, message):
+        if not _Parser.json_errors:
+            super().error(message)
+        emit_json({"error": f"{self.prog}: {message}", "stage": "arguments",
+                   "usage": self.format_usage().strip()})
+        self.exit(2)
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    given = sys.argv[1:] if argv is None else argv
+    _Parser.json_errors = "--json" in given or "-j" in given
+    parser = _Parser(
         prog="python -m pybpf", description="Load, inspect and probe BPF from Python.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
