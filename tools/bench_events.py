@@ -50,6 +50,8 @@ try:
 except ImportError:  # run from a checkout without installing: the repo is our parent
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchhost import cpu_model  # noqa: E402
 from pybpf import asm  # noqa: E402
 from pybpf.asm import R0, R1, R2, R3, R4, R5, R6, R7, R8, R10  # noqa: E402
 from pybpf.events import PerfBuffer, RingBuffer  # noqa: E402
@@ -348,14 +350,7 @@ def _stats(values, unit="records/s"):
 
 
 def machine():
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f
-                          if line.startswith("model name")), "")
-    except OSError:
-        pass
-    return {"kernel": platform.release(), "machine": platform.machine(), "cpu": model,
+    return {"kernel": platform.release(), "machine": platform.machine(), "cpu": cpu_model(),
             "cpus": os.cpu_count(), "python": platform.python_version(),
             "date": datetime.date.today().isoformat()}
 

@@ -37,6 +37,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchhost import cpu_model  # noqa: E402
 from pybpf.filterreduce import FilterReduce, reference, sample, verdicts  # noqa: E402
 from pybpf.kernel import system  # noqa: E402
 
@@ -184,18 +186,7 @@ def measure(args):
 
 def machine():
     return {"kernel": platform.release(), "cpus": os.cpu_count(),
-            "cpu": _cpu_model(), "python": platform.python_version()}
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
+            "cpu": cpu_model(), "python": platform.python_version()}
 
 
 def _row_text(row):

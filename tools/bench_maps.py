@@ -49,6 +49,8 @@ except ImportError:  # run from a checkout without installing: the repo is our p
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import pybpf
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchhost import cpu_model  # noqa: E402
 from pybpf.errors import BPFError  # noqa: E402
 from pybpf.kernel import attr as kattr  # noqa: E402
 from pybpf.kernel import bpf as kbpf  # noqa: E402
@@ -270,17 +272,6 @@ def repeat(args, run_once):
 def summarise(samples):
     return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
             "samples": samples}
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine():
