@@ -38,7 +38,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchhost import cpu_model  # noqa: E402
+from benchhost import cpu_model, report  # noqa: E402
 from pybpf.filterreduce import FilterReduce, reference, sample, verdicts  # noqa: E402
 from pybpf.kernel import system  # noqa: E402
 
@@ -277,14 +277,7 @@ def main(argv=None):
               file=sys.stderr)
         return 1
     doc = measure(args)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=2)
-    text = markdown(doc)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text)
-    print(text)
+    report(doc, markdown(doc), args.json, args.markdown)
     return 0
 
 

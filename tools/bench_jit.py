@@ -16,7 +16,6 @@
 """
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -26,7 +25,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tools"))
 
+from benchhost import report  # noqa: E402
 from pybpf import jit  # noqa: E402
 from pybpf.filterreduce import FilterReduce, sample  # noqa: E402
 from pybpf.jit.functions import define  # noqa: E402
@@ -195,14 +196,7 @@ def main(argv=None):
            "compile_ms": compile_parts(args.runs), "cold_ms": cold_compile(min(args.runs, 5)),
            "program_ms": program_compile(args.runs), "setup_ms": setup_times(args.runs),
            "throughput": throughput(data_path(args.size_mb), args.runs)}
-    text = markdown(doc)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text)
+    report(doc, markdown(doc), args.json, args.markdown)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ the patched VM: tools/vm-run --kernel IMAGE --command 'python tools/bench_overri
 """
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -37,6 +36,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 
 from bench_filterreduce import FILTER, build_cloop, c_loop, data_file  # noqa: E402
+from benchhost import report  # noqa: E402
 from pybpf.filterreduce import FilterReduce, verdicts  # noqa: E402
 from pybpf.kernel import system  # noqa: E402
 
@@ -164,12 +164,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     doc = measure(args)
-    text = markdown(doc)
-    for target, content in ((args.json, json.dumps(doc, indent=2)), (args.markdown, text)):
-        if target:
-            with open(target, "w") as f:
-                f.write(content)
-    print(text)
+    report(doc, markdown(doc), args.json, args.markdown)
     return 0
 
 

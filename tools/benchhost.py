@@ -13,3 +13,13 @@ def cpu_model():
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def report(doc, text, json_path=None, markdown_path=None):
+    """Write a benchmark's document (JSON) and its Markdown where asked; print the text."""
+    import json
+    for target, content in ((json_path, json.dumps(doc, indent=1)), (markdown_path, text)):
+        if target:
+            with open(target, "w") as f:
+                f.write(content)
+    print(text)

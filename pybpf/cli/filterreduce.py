@@ -3,6 +3,8 @@
     python -m pybpf attach copyout FILE... [--filter EXPR] [--reduce OPS]
         [--backend auto|copyout|copy_to_iter|syscall] [--parser native|strtol]
         [--chunk BYTES] [--override] [--json] [--quiet] [--pin DIR]
+    python -m pybpf attach copyout --scheduler ADDR WORKER:PATH...   # on a Dask
+                                            # cluster's nodes (cli/cluster.py)
     python -m pybpf attach copyout          # the main job: a generated 64 MiB sample,
                                             # checked against user space
     python -m pybpf detach DIR              # remove a pipeline left with --pin DIR
@@ -78,6 +80,11 @@ def register(sub):
                         "other processes; remove it with: python -m pybpf detach DIR")
     c.add_argument("--sample-size", type=_size, default=SAMPLE_SIZE, metavar="SIZE",
                    help="size of the generated sample when no FILE is given (default 64M)")
+    c.add_argument("--scheduler", metavar="ADDR",
+                   help="run on the Dask cluster at ADDR, each file on a worker holding "
+                        "it; files are then WORKER:/path (the dask extra; docs/dask.md)")
+    c.add_argument("--connect-timeout", type=float, default=30, metavar="SECONDS",
+                   help="with --scheduler, how long to try to reach it (default 30)")
     c.add_argument("--json", action="store_true", help="print JSON (see below)")
     c.add_argument("--quiet", action="store_true",
                    help="print only the results: no progress, no backend notes")
@@ -198,6 +205,9 @@ def run_attach(args):
     if args.filter_py:
         flt = load_object(args.filter_py, "--filter-py")
     reduce = load_object(args.reduce_py, "--reduce-py") if args.reduce_py else args.reduce
+    if args.scheduler:
+        from . import cluster
+        return cluster.run(args, flt, reduce, _describe)
     with FilterReduce(flt, reduce, backend=args.backend, parser=args.parser,
                       chunk=args.chunk, override=args.override) as fr:
         if not args.quiet and not args.json:
