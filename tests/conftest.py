@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 from pybpf.kernel import system
+from toolbox import setup_missing
 
 
 def _bpf_unavailable():
@@ -106,7 +107,7 @@ def clang():
     """Path of clang; the test set-up (tools/run-tests) installs it."""
     path = shutil.which("clang")
     if path is None:
-        pytest.fail("clang is not installed: run the test set-up, bash tools/run-tests")
+        setup_missing("clang is not installed: run the test set-up, bash tools/run-tests")
     return path
 
 
@@ -136,8 +137,8 @@ def bpf_object(clang, tmp_path_factory):
     def compile_(name, compiler=None, flags=()):
         cc = clang if compiler is None else shutil.which(compiler)
         if cc is None:
-            pytest.fail(f"{compiler} is not installed: run the test set-up, "
-                        f"bash tools/run-tests")
+            setup_missing(f"{compiler} is not installed: run the test set-up, "
+                          f"bash tools/run-tests")
         obj = out / f"{name.replace('/', '-')}-{os.path.basename(cc)}.o"
         if not obj.exists():
             subprocess.run([cc, "-O2", "-g", "-target", "bpf", *flags, "-c",

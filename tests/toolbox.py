@@ -1,5 +1,6 @@
-"""Driving the scripts in tools/ from tests: loading them as modules, and running the
-VM tier (tools/vm-run) to judge a guest's pytest run from its junit report.
+"""Driving the scripts in tools/ from tests: loading them as modules, running the VM
+tier (tools/vm-run) to judge a guest's pytest run from its junit report, and ending a
+test whose set-up is missing (setup_missing).
 
 tools/ is not a package (its scripts run as ``python tools/x.py``), so tests import
 them by path. pytest puts tests/ on sys.path for conftest.py; ``import toolbox`` works
@@ -9,6 +10,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -17,6 +19,31 @@ import pytest
 
 TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
 VM_RUN = os.path.join(TOOLS, "vm-run")
+
+
+# Set by tests/kernel/test_minimal_image.py for the suite it runs inside the minimal
+# image (tools/image-root), which has no compiler, bpftool or kernel source on purpose.
+IN_MINIMAL_IMAGE = os.environ.get("PYBPF_MINIMAL_IMAGE") == "1"
+
+
+def setup_missing(message):
+    """End a test that lacks something the test set-up installs (message says what and
+    how to get it). On the host that is a failure: the set-up installs it, so a skip
+    would hide a broken set-up. In the minimal image it is missing by design, and the
+    test skips, saying the host runs it."""
+    if IN_MINIMAL_IMAGE:
+        pytest.skip(f"not in the minimal image, by design; runs on the host: {message}")
+    pytest.fail(message)
+
+
+def tool_path(name, message=None):
+    """Path of the program name on PATH, else setup_missing (message, or one saying
+    that the test set-up installs it)."""
+    path = shutil.which(name)
+    if path is None:
+        setup_missing(message or f"{name} is not installed: run the test set-up, "
+                                 f"bash tools/run-tests")
+    return path
 
 
 def load_tool(name):

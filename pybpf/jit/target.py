@@ -27,8 +27,18 @@ def llvm():
 
 def _optimise(module, machine):
     binding = llvm()
-    pb = binding.create_pass_builder(machine, binding.create_pipeline_tuning_options(2))
-    pb.getModulePassManager().run(module, pb)
+    if hasattr(binding, "create_pass_builder"):   # llvmlite 0.44+: the new pass manager
+        pb = binding.create_pass_builder(machine, binding.create_pipeline_tuning_options(2))
+        pb.getModulePassManager().run(module, pb)
+        return
+    # The legacy pass manager of llvmlite < 0.44, the newest there is for Python 3.9.
+    pm = binding.create_module_pass_manager()
+    machine.add_analysis_passes(pm)
+    pmb = binding.create_pass_manager_builder()
+    pmb.opt_level = 2
+    pmb.inlining_threshold = 225   # O2's; without it nothing is inlined
+    pmb.populate(pm)
+    pm.run(module)
 
 
 @functools.lru_cache(maxsize=None)

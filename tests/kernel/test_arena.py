@@ -1,6 +1,5 @@
 """Arena maps (6.9+) and __arena globals: the object's .addr_space.1 goes into its
 one arena map, at the arena's last pages as libbpf puts it, before programs load."""
-import shutil
 import struct
 import subprocess
 
@@ -10,6 +9,7 @@ from pybpf.kernel.constants import MapType
 from pybpf.kernel.release import kernel_version
 from pybpf.loader import BpfObject
 from pybpf.objfile import ObjectError
+from toolbox import tool_path
 
 
 
@@ -43,7 +43,7 @@ def test_arena_globals_without_an_arena_map_are_refused(tmp_path):
                    '__attribute__((section("syscall"), used)) int f(void *c) '
                    '{ return lonely; }\nchar LICENSE[] __attribute__((section("license"), '
                    'used)) = "GPL";\n')
-    subprocess.run([shutil.which("clang-19") or "clang-19", "-O2", "-g", "-target", "bpf",
+    subprocess.run([tool_path("clang-19"), "-O2", "-g", "-target", "bpf",
                     "-c", str(src), "-o", str(obj)], check=True)
     with pytest.raises(ObjectError, match=r"__arena globals \(.addr_space.1\) but no arena map"):
         BpfObject.open(str(obj))

@@ -34,6 +34,7 @@ from pybpf.loader import BpfObject
 from pybpf.maps import Map
 from pybpf.programs import Program
 from pybpf.sections import parse
+from toolbox import tool_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROGS = os.path.join(ROOT, "tests", "progs", "attach")
@@ -76,7 +77,7 @@ def objects(tmp_path_factory, request):
     def build(name):
         if name not in built:
             if name == "target":
-                cmd = ["gcc", "-O2", "-g", "-o", str(out / "target"),
+                cmd = [tool_path("gcc"), "-O2", "-g", "-o", str(out / "target"),
                        os.path.join(PROGS, "target.c")]
                 path = out / "target"
             else:

@@ -14,6 +14,7 @@ from pybpf.kernel import system
 from pybpf import Map, Program, inventory
 from pybpf.asm import exit, ld_map_fd, mov64
 from pybpf.cli import main
+from toolbox import setup_missing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(pybpf.__file__)))
 MISSING_ID = 0x7FFFFFF0  # ids count up from 1; nothing gets near this in a test run
@@ -82,7 +83,7 @@ def test_prog_list_text_row(capsys, prog):
 def test_prog_list_matches_bpftool(capsys, prog, hash_map):
     bpftool = shutil.which("bpftool")
     if bpftool is None:
-        pytest.fail("bpftool is not installed: run the test set-up, bash tools/run-tests")
+        setup_missing("bpftool is not installed: run the test set-up, bash tools/run-tests")
     with Program.load("socket_filter", [mov64(0, 1), exit()], name="cli_prog2") as other:
         ours = {prog.id, other.id}
         ref = json.loads(subprocess.run([bpftool, "-j", "prog", "list"], check=True,

@@ -21,7 +21,7 @@ only load.
 """
 
 import pytest
-from toolbox import load_tool
+from toolbox import load_tool, setup_missing
 
 conformance = load_tool("conformance")
 
@@ -60,8 +60,8 @@ def results():
         ws = conformance.prepare(conformance.cache_dir())
         doc = conformance.run(ws, sorted(SUBSET), jobs=2)
     except conformance.SetupError as e:
-        pytest.fail(f"{e}\n(run tools/run-tests: it installs linux-source-6.1, clang and "
-                    f"bpftool)")
+        setup_missing(f"{e}\n(run tools/run-tests: it installs linux-source-6.1, clang and "
+                      f"bpftool)")
     return {r["object"]: r for r in doc["objects"]}
 
 
@@ -133,8 +133,8 @@ def results_6_12():
         ws = conformance.prepare(conformance.cache_dir(TREE_6_12), TREE_6_12)
         doc = conformance.run(ws, SUBSET_6_12, jobs=2)
     except conformance.SetupError as e:
-        pytest.fail(f"{e}\n(run tools/run-tests: it installs clang-19, libelf-dev, "
-                    f"zlib1g-dev and linux-source-6.12)")
+        setup_missing(f"{e}\n(run tools/run-tests: it installs clang-19, libelf-dev, "
+                      f"zlib1g-dev and linux-source-6.12)")
     return {r["object"]: r for r in doc["objects"]}
 
 
@@ -227,8 +227,8 @@ def results_tools():
         ws = conformance.toolscorpus.prepare_tools()
         doc = conformance.run(ws, sorted(TOOLS_SUBSET), jobs=2)
     except conformance.SetupError as e:
-        pytest.fail(f"{e}\n(run tools/run-tests: it installs libbpf-tools, clang-19, "
-                    f"libelf-dev, zlib1g-dev and linux-source-6.12)")
+        setup_missing(f"{e}\n(run tools/run-tests: it installs libbpf-tools, clang-19, "
+                      f"libelf-dev, zlib1g-dev and linux-source-6.12)")
     return {r["object"]: r for r in doc["objects"]}
 
 

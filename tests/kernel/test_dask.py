@@ -22,6 +22,7 @@ from pybpf.filterreduce import FilterReduce, reference, sample  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 from netcluster import Cluster  # noqa: E402
+from toolbox import tool_path  # noqa: E402
 
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dask_driver.py")
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(300)]
@@ -41,8 +42,14 @@ def _write(dirs):
                             negatives=0.2, separators=(b"\n", b" ", b","), seed=seed)
 
 
+def need_iproute2():
+    tool_path("ip", "iproute2 (ip) is not installed; the cluster's namespaces need it: run "
+                    "the test set-up, bash tools/run-tests")
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
+    need_iproute2()
     base = tmp_path_factory.mktemp("dask")
     dirs = [str(base / f"node{i}") for i in LAYOUT]
     for d in dirs:
@@ -248,6 +255,7 @@ def test_workers_that_cannot_run_the_pipeline(data, tmp_path):
 def test_the_benchmark_runs_and_its_methods_agree(tmp_path):
     """tools/bench_dask.py at 1 MB a file: every method gives the same answer (it
     checks that itself) and the JSON holds what docs/dask.md quotes."""
+    need_iproute2()
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "bench_dask.py"),
                         "--sizes", "1", "--runs", "1", "--cache", str(tmp_path / "data"),

@@ -15,6 +15,7 @@ from pybpf.cli import main
 from pybpf.filterreduce import backends, facts
 from pybpf.kernel import features, system
 from pybpf.kernel.constants import HelperId, ProgType
+from toolbox import setup_missing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(pybpf.__file__)))
 BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
@@ -30,7 +31,7 @@ def result():
 def bpftool():
     """``bpftool -j feature probe kernel``: the reference the probe is compared with."""
     if not os.access(BPFTOOL, os.X_OK):
-        pytest.fail("bpftool is not installed: run the test set-up, bash tools/run-tests")
+        setup_missing("bpftool is not installed: run the test set-up, bash tools/run-tests")
     out = subprocess.run([BPFTOOL, "-j", "feature", "probe", "kernel"], check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out)

@@ -50,9 +50,15 @@ SKIPPED = {**{t: libbpf_tools.KPROBES for t in libbpf_tools.NEED_KPROBES},
 
 
 @pytest.fixture(scope="module")
-def objects(tmp_path_factory):
-    if not os.path.exists(os.path.join(SBIN, "opensnoop")):
+def opensnoop():
+    path = os.path.join(SBIN, "opensnoop")
+    if not os.path.exists(path):
         pytest.skip("Debian's libbpf-tools is not installed (apt-get install libbpf-tools)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def objects(tmp_path_factory, opensnoop):
     return libbpf_tools.extract_all(str(tmp_path_factory.mktemp("libbpf_tools")))
 
 
@@ -68,8 +74,8 @@ def test_every_binary_of_the_package_has_one_object(objects):
         assert f.read(20)[18] == extract_bpf_objects.EM_BPF
 
 
-def test_find_objects_finds_several_and_skips_lookalikes():
-    with open(os.path.join(SBIN, "opensnoop"), "rb") as f:
+def test_find_objects_finds_several_and_skips_lookalikes(opensnoop):
+    with open(opensnoop, "rb") as f:
         [obj] = extract_bpf_objects.find_objects(f.read())
     fake_elf = b"\x7fELF" + bytes(60)  # a header that is no EM_BPF object
     blob = b"junk" + obj + fake_elf + b"\x7fEL" + obj + b"tail"

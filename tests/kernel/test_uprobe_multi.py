@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 from test_attach import PROGS, counter, counts  # noqa: F401 (a fixture)
+from toolbox import tool_path
 
 from pybpf.attach import AttachError, UprobeMultiLink, attach, attach_uprobe_multi
 from pybpf.attach.uprobe_multi import matching_functions
@@ -23,7 +24,7 @@ N = 7
 @pytest.fixture(scope="module")
 def target(tmp_path_factory):
     path = tmp_path_factory.mktemp("multi") / "target"
-    subprocess.run(["gcc", "-O2", "-o", str(path), os.path.join(PROGS, "target.c")],
+    subprocess.run([tool_path("gcc"), "-O2", "-o", str(path), os.path.join(PROGS, "target.c")],
                    check=True)
     return str(path)
 

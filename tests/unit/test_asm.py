@@ -36,6 +36,7 @@ from pybpf.asm import (
 )
 from pybpf.kernel import constants as C
 from pybpf.kernel.constants import HelperId
+from toolbox import setup_missing
 
 PROGS = Path(__file__).resolve().parents[1] / "progs" / "asm"
 SETUP_HINT = "run the project's test set-up, which installs clang and llvm"
@@ -295,7 +296,7 @@ def _tool(*names):
         path = shutil.which(name)
         if path:
             return path
-    pytest.fail("%s not found: %s" % (names[0], SETUP_HINT))
+    setup_missing("%s not found: %s" % (names[0], SETUP_HINT))
 
 
 LINE = re.compile(r"^\s*(\d+):\t((?:[0-9a-f]{2} )*[0-9a-f]{2})\s*\t(.*)$")

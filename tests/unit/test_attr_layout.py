@@ -17,6 +17,7 @@ import subprocess
 import pytest
 
 from pybpf.kernel import attr
+from toolbox import setup_missing
 
 SETUP_HINT = ("run the test set-up first: `bash tools/run-tests` installs gcc, libc6-dev "
               "and linux-libc-dev (or `apt-get install gcc libc6-dev linux-libc-dev`)")
@@ -237,7 +238,7 @@ def aggregates(tmp_path_factory):
     """Compile and run the generated C program once; return {label: CAggregate}."""
     gcc = shutil.which("gcc")
     if gcc is None:
-        pytest.fail(f"gcc not found on PATH: the layout check needs a C compiler; {SETUP_HINT}")
+        setup_missing(f"gcc not found on PATH: the layout check needs a C compiler; {SETUP_HINT}")
     text = _run([gcc, "-E", "-P", "-x", "c", "-"], "preprocessing <linux/bpf.h>",
                 input="#include <linux/bpf.h>\n")
     found = _aggregates(text)

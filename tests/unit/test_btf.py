@@ -25,6 +25,7 @@ from pybpf.btf.ext import (
     FUNC_INFO_SIZE, LINE_INFO_SIZE, BtfExt, CoreReloKind, encode_func_info,
     encode_line_info, slice_records,
 )
+from toolbox import setup_missing
 
 SETUP_HINT = "run the project's test set-up (bash tools/run-tests), which installs it"
 
@@ -83,7 +84,7 @@ def run(*cmd):
     try:
         return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     except FileNotFoundError:
-        pytest.fail(f"{cmd[0]} is not installed: {SETUP_HINT}")
+        setup_missing(f"{cmd[0]} is not installed: {SETUP_HINT}")
 
 
 class Obj:
@@ -146,7 +147,7 @@ def btf(obj):
 
 def bpftool(*args):
     if shutil.which("bpftool") is None:
-        pytest.fail(f"bpftool is not installed: {SETUP_HINT}")
+        setup_missing(f"bpftool is not installed: {SETUP_HINT}")
     return run("bpftool", "btf", "dump", *args, "format", "raw")
 
 

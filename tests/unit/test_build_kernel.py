@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from toolbox import load_tool
+from toolbox import load_tool, tool_path
 
 ORIGINAL = "int copyout(void);\nint copyin(void);\n"
 
@@ -31,6 +31,7 @@ def tool():
 def source(tmp_path):
     """inputs(patch texts...) -> what patch_tree needs, for a tarball holding one
     file, linux-source-6.1/lib/iov_iter.c."""
+    tool_path("xz", "xz (xz-utils) is not installed: tools/build-kernel's tar -xJf needs it")
     tarball = tmp_path / "linux-source-6.1.tar.xz"
     with tarfile.open(tarball, "w:xz") as tar:
         info = tarfile.TarInfo("linux-source-6.1/lib/iov_iter.c")

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from toolbox import load_tool
+from toolbox import load_tool, setup_missing
 
 from pybpf.kernel import constants as C
 
@@ -33,7 +33,7 @@ gen = load_tool("gen_constants")
 def _gcc():
     cc = shutil.which("gcc")
     if cc is None:
-        pytest.fail(f"gcc not found on PATH: the generator needs it; {SETUP_HINT}")
+        setup_missing(f"gcc not found on PATH: the generator needs it; {SETUP_HINT}")
     return cc
 
 
@@ -102,7 +102,7 @@ def _header_text(header):
     try:
         uapi = gen.uapi_headers()
     except gen.kernel_source.SourceError as e:
-        pytest.fail(f"{e}; {SETUP_HINT}")
+        setup_missing(f"{e}; {SETUP_HINT}")
     text = (Path(uapi) / header).read_text()
     return re.sub(r"//[^\n]*", "", re.sub(r"/\*.*?\*/", "", text, flags=re.S))
 

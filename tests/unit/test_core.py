@@ -26,6 +26,7 @@ from pybpf.btf.core import (
 )
 from pybpf.btf.ext import BtfExt, CoreRelo, CoreReloKind as K
 from pybpf.elf import ElfFile
+from toolbox import setup_missing
 
 PROGS = Path(__file__).resolve().parents[1] / "progs" / "core"
 TARGET_SRC = PROGS / "core_target.bpf.c"
@@ -110,7 +111,7 @@ def gcc_facts(tmp_path_factory, local):
     """{key: int} printed by a gcc-built program that includes core_target.bpf.c."""
     gcc = shutil.which("gcc")
     if gcc is None:
-        pytest.fail("gcc is not installed: run the test set-up (bash tools/run-tests)")
+        setup_missing("gcc is not installed: run the test set-up (bash tools/run-tests)")
     wanted = {K.FIELD_BYTE_OFFSET: set(), K.FIELD_BYTE_SIZE: set(), K.FIELD_SIGNED: set()}
     for relos in local.relos.values():
         for relo in relos:

@@ -21,6 +21,7 @@ import pytest
 
 from pybpf import elf
 from pybpf.elf import ElfError, ElfFile
+from toolbox import setup_missing
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "elf"
 SOURCE = DATA / "sections.bpf.c"
@@ -31,7 +32,7 @@ def tool(name):
     """Path of an LLVM tool, also under Debian's versioned name."""
     path = shutil.which(name) or shutil.which(name + "-14")
     if path is None:
-        pytest.fail(f"{name} is not installed: {SETUP_HINT}")
+        setup_missing(f"{name} is not installed: {SETUP_HINT}")
     return path
 
 

@@ -15,6 +15,7 @@ import subprocess
 import pytest
 
 from pybpf.filterreduce import layout as L
+from toolbox import setup_missing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HEADER = os.path.join(ROOT, "programs", "filterreduce.h")
@@ -33,7 +34,7 @@ def header_constants():
 def compiled(tmp_path_factory):
     gcc = shutil.which("gcc")
     if gcc is None:
-        pytest.fail("gcc is not installed: run the test set-up (bash tools/run-tests)")
+        setup_missing("gcc is not installed: run the test set-up (bash tools/run-tests)")
     lines = ['#include <stdio.h>', '#include <stddef.h>', f'#include "{HEADER}"',
              'int main(void) {', 'printf("{");']
     for cname, struct in STRUCTS.items():

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 
 import pytest
-from toolbox import load_tool
+from toolbox import load_tool, setup_missing
 
 from pybpf.kernel import attr
 
@@ -25,11 +25,11 @@ def c_layout(tmp_path_factory):
     """{(member, field): (offset within the member, size)} and {member: size}."""
     gcc = shutil.which("gcc")
     if gcc is None:
-        pytest.fail("gcc not found: `bash tools/run-tests` installs it")
+        setup_missing("gcc not found: `bash tools/run-tests` installs it")
     try:
         tree = kernel_source.extract(HEADERS)
     except kernel_source.SourceError as e:
-        pytest.fail(f"{e} (`bash tools/run-tests` installs it)")
+        setup_missing(f"{e} (`bash tools/run-tests` installs it)")
     tmp = tmp_path_factory.mktemp("link_create")
     os.makedirs(tmp / "inc" / "linux")
     for h in HEADERS:

@@ -10,6 +10,7 @@ import pytest
 from pybpf.attach import AttachError
 from pybpf.attach.kprobe_multi import select_functions
 from pybpf.attach.uprobe_multi import glob_match, matching_functions
+from toolbox import setup_missing
 
 
 def libbpf_glob_match(s, pat):
@@ -44,7 +45,7 @@ def test_glob_match_is_libbpfs(pattern):
 def library(tmp_path_factory):
     gcc = shutil.which("gcc")
     if gcc is None:
-        pytest.fail("gcc not found: `bash tools/run-tests` installs it")
+        setup_missing("gcc not found: `bash tools/run-tests` installs it")
     out = tmp_path_factory.mktemp("lib")
     src = out / "lib.c"
     src.write_text("int hit_one(int x) { return x + 1; }\n"

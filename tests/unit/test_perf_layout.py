@@ -13,6 +13,7 @@ import subprocess
 import pytest
 
 from pybpf.kernel import perf
+from toolbox import setup_missing
 
 SETUP_HINT = ("run the test set-up first: `bash tools/run-tests` installs gcc and "
               "linux-libc-dev (or `apt-get install gcc libc6-dev linux-libc-dev`)")
@@ -80,7 +81,7 @@ def _c_program():
 def c_layout(tmp_path_factory):
     gcc = shutil.which("gcc")
     if gcc is None:
-        pytest.fail(f"gcc not found on PATH: the layout check needs a C compiler; {SETUP_HINT}")
+        setup_missing(f"gcc not found on PATH: the layout check needs a C compiler; {SETUP_HINT}")
     tmp = tmp_path_factory.mktemp("perf_layout")
     src, exe = tmp / "layout.c", tmp / "layout"
     src.write_text(_c_program())

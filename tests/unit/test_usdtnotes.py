@@ -11,7 +11,7 @@ import struct
 import subprocess
 
 import pytest
-from toolbox import load_tool
+from toolbox import load_tool, setup_missing
 
 from pybpf import elf, usdtnotes
 from pybpf.usdtnotes import (ARG_CONST, ARG_REG, ARG_REG_DEREF, ARG_SIB, EM_AARCH64,
@@ -27,7 +27,7 @@ USDT_BPF_H = "tools/lib/bpf/usdt.bpf.h"
 def _gcc():
     gcc = shutil.which("gcc")
     if gcc is None:
-        pytest.fail(f"gcc is not installed: {SETUP_HINT}")
+        setup_missing(f"gcc is not installed: {SETUP_HINT}")
     return gcc
 
 
@@ -198,7 +198,7 @@ def _headers():
         found.append(("linux-source-6.12",
                       os.path.join(kernel_source.extract([USDT_BPF_H]), USDT_BPF_H)))
     except kernel_source.SourceError as e:
-        pytest.fail(f"{e} (`bash tools/run-tests` installs it)")
+        setup_missing(f"{e} (`bash tools/run-tests` installs it)")
     return found
 
 
@@ -212,7 +212,7 @@ def _c_struct(text, name):
 def test_spec_bytes_match_the_c_layout(header, tmp_path):
     path = dict(_headers())[header]
     if not os.path.exists(path):
-        pytest.fail(f"{path} is missing: {SETUP_HINT}")
+        setup_missing(f"{path} is missing: {SETUP_HINT}")
     text = open(path).read()
     has_sib = "idx_reg_off" in text
     size = usdtnotes.SIB_SPEC_SIZE if has_sib else usdtnotes.SPEC_SIZE
