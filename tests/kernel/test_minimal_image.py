@@ -9,11 +9,13 @@ tools/run-tests) installs it, so a missing piece is a broken set-up a skip would
 The root is cached under ~/.cache/pybpf/images/ (about a minute the first time); each run
 gets a fresh overlay of it, so the cached root stays as debootstrap left it.
 """
+import collections
 import json
 import os
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -22,7 +24,7 @@ from toolbox import junit_totals, load_tool, tail
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 image_root = load_tool("image-root")
-# The inner suite's wall-time limit; it takes ~N min (docs/images.md).
+# The inner suite's wall-time limit; it takes ~4.5 min on 2 cores (docs/images.md).
 INNER_LIMIT = 1800
 
 
@@ -56,6 +58,17 @@ def in_image(image, *argv, binds=(), env=None, cwd="/root", timeout=300):
                           stdin=subprocess.DEVNULL, text=True)
     assert our_mounts() == []
     return proc
+
+
+def skip_reasons(junit):
+    """Counter of a junit report's skip reasons, each cut before its second ':' (so
+    "...runs on the host: clang is not installed", without the set-up hint after it)."""
+    found = collections.Counter()
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        skip = case.find("skipped")
+        if skip is not None:
+            found[":".join(skip.get("message", "").split(":")[:2])[:110]] += 1
+    return found
 
 
 def ok(proc):
@@ -165,8 +178,10 @@ def test_unit_and_kernel_tests_pass_under_python39_in_the_image(image, tmp_path,
     tests, failures, errors, skipped = junit_totals(results / "junit.xml")
     with capsys.disabled():
         print(f"\nminimal image (Python 3.9): {tests - skipped - failures - errors} passed, "
-              f"{skipped} skipped, {failures} failed, {errors} errors in {seconds} s\n"
-              f"{tail(proc.stdout, 40)}")
+              f"{skipped} skipped, {failures} failed, {errors} errors in {seconds} s; "
+              f"skipped for:")
+        for reason, count in skip_reasons(results / "junit.xml").most_common():
+            print(f"  {count:4}  {reason}")
     assert proc.returncode == 0, tail(proc.stdout + proc.stderr)
     assert (failures, errors) == (0, 0)
     assert tests - skipped > 1000, f"only {tests - skipped} tests ran in the image"
