@@ -12,6 +12,7 @@ gets a fresh overlay of it, so the cached root stays as debootstrap left it.
 import collections
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -137,12 +138,32 @@ def test_the_main_job_runs_in_the_image(image):
 def test_a_failed_or_timed_out_session_leaves_no_mount_and_no_process(image):
     assert in_image(image, "sh", "-c", "exit 7").returncode == 7
     start = time.monotonic()
-    proc = in_image(image, "sh", "-c", "sleep 600 & echo $! > /dev/shm/pid; sleep 600",
+    proc = in_image(image, "sh", "-c", "sleep 600 & sleep 600",
                     timeout=2)
     assert proc.returncode == image_root.EXIT_TIMEOUT and time.monotonic() - start < 30
     assert subprocess.run(["pgrep", "-f", "^sleep 600$"], capture_output=True).returncode == 1
     bad = in_image(image, "true", binds=[("image:/nonexistent", "/x", True)])
     assert bad.returncode == 1 and "entering the image failed" in bad.stderr
+
+
+def test_ctrl_c_ends_the_command_and_unmounts(image):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it (image: the
+    cached root the tool's default run uses is built)."""
+    proc = subprocess.Popen([sys.executable, image_root.__file__, "run", "--",
+                             "sh", "-c", "sleep 600 & echo started; sleep 600"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert proc.stdout.readline() == "started\n"
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=30) == 128 + signal.SIGINT, proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert subprocess.run(["pgrep", "-f", "^sleep 600$"], capture_output=True).returncode == 1
+    assert our_mounts() == []
 
 
 @pytest.mark.timeout(INNER_LIMIT + 300)
