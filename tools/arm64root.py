@@ -1,8 +1,8 @@
 """The cached arm64 Debian root that tools/vm-arm64 boots: made once by debootstrap and
 kept outside the repository, in $PYBPF_ARM64_CACHE or ~/.cache/pybpf/arm64/KEY/.
 
-KEY hashes the recipe (suite, packages, the guest's init), so changing any of them makes
-a new root and the old one is removed. The directory holds root.ext4 (the root
+KEY hashes the recipe (its version, suite, packages, initramfs settings, the guest's
+init), so changing any of them makes a new root and the old one is removed. The directory holds root.ext4 (the root
 filesystem, booted with QEMU's snapshot=on, so it never changes), the kernel and the
 initramfs of the root's own linux-image-arm64 (Debian builds virtio-blk, ext4 and 9p as
 modules; its initramfs-tools loads the first two, the init below the last), and
@@ -23,6 +23,8 @@ import tempfile
 import time
 
 CACHE = os.environ.get("PYBPF_ARM64_CACHE") or os.path.expanduser("~/.cache/pybpf/arm64")
+# Bumped when the steps below change what a root holds, so cached roots are rebuilt.
+RECIPE = 2
 SUITE = "bookworm"
 PACKAGES = ("python3", "initramfs-tools")
 KERNEL = "linux-image-arm64"
@@ -63,7 +65,8 @@ sleep 60
 
 
 def key():
-    recipe = json.dumps([SUITE, PACKAGES, KERNEL, INITRAMFS_CONF, INITRAMFS_MODULES, INIT])
+    recipe = json.dumps([RECIPE, SUITE, PACKAGES, KERNEL, INITRAMFS_CONF,
+                         INITRAMFS_MODULES, INIT])
     return hashlib.sha256(recipe.encode()).hexdigest()[:16]
 
 
@@ -178,8 +181,11 @@ def _finish(work, root, started, source):
     manifest."""
     (kernel,) = glob.glob(os.path.join(root, "boot", "vmlinuz-*"))
     release = os.path.basename(kernel)[len("vmlinuz-"):]
-    for name in (f"vmlinuz-{release}", f"initrd.img-{release}", f"config-{release}"):
+    for name in (f"vmlinuz-{release}", f"initrd.img-{release}"):
         shutil.move(os.path.join(root, "boot", name), os.path.join(work, name))
+    # The config stays in the root too: pybpf's probe reads /boot/config-<release>.
+    shutil.copyfile(os.path.join(root, "boot", f"config-{release}"),
+                    os.path.join(work, f"config-{release}"))
     with open(os.path.join(root, INIT_PATH.lstrip("/")), "w") as f:
         f.write(INIT)
     os.chmod(os.path.join(root, INIT_PATH.lstrip("/")), 0o755)

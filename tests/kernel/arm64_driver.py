@@ -11,6 +11,7 @@ the host test judges, against its own reference computation.
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import time
 from pybpf import shipped
 from pybpf.attach.kprobe import attach_kprobe
 from pybpf.attach.uprobe import attach_uprobe
+from pybpf.filterreduce import backends
 from pybpf.loader import BpfObject
 
 CALLS = 40
@@ -56,22 +58,47 @@ def probes(path):
             for i in range(1, CALLS):
                 os.umask(UMASK_BASE + i)
             os.umask(old)
-        totals = obj.maps["totals"]
-        got = [totals[i] for i in (0, 1)]
-    return {"kprobe": {"calls": got[0]["calls"], "sum": got[0]["sum"],
-                       "want_calls": CALLS,
+        # struct totals {__u64 calls, sum} per slot: 0 the kprobe's, 1 the uprobe's.
+        got = [struct.unpack("=QQ", obj.maps["totals"][i]) for i in (0, 1)]
+        # Whether the kernel itself takes a kprobe on _copy_to_iter (the copy_to_iter
+        # backend's hook), apart from what pybpf's probe concludes.
+        try:
+            attach_kprobe(obj.programs["sum_vfs_read"], "_copy_to_iter").close()
+            copy_to_iter = {"attached": True}
+        except Exception as e:  # the host test reads the kernel's answer
+            copy_to_iter = {"attached": False, "error": f"{type(e).__name__}: {e}"}
+    return {"kprobe": {"calls": got[0][0], "sum": got[0][1], "want_calls": CALLS,
                        "want_sum": sum(READ_BASE + i for i in range(CALLS))},
-            "uprobe": {"calls": got[1]["calls"], "sum": got[1]["sum"],
-                       "want_calls": CALLS,
-                       "want_sum": sum(UMASK_BASE + i for i in range(CALLS))}}
+            "uprobe": {"calls": got[1][0], "sum": got[1][1], "want_calls": CALLS,
+                       "want_sum": sum(UMASK_BASE + i for i in range(CALLS))},
+            "kprobe_copy_to_iter": copy_to_iter}
+
+
+def loads():
+    """python3 -m pybpf load of every shipped object. filterreduce's programs of all
+    backends share one program array, which the kernel ties to one program type, so it
+    loads as the pipeline does: one backend's programs at a time (copyout's without
+    the bpf_override_return one, which needs the patched kernel's
+    CONFIG_BPF_KPROBE_OVERRIDE)."""
+    runs = {}
+    for name in shipped.names():
+        if name != "filterreduce":
+            runs[name] = command("load", shipped.path(name), "--json")
+            continue
+        for backend in (backends.SyscallBackend(), backends.CopyToIterBackend(),
+                        backends.CopyoutBackend(can_skip=False)):
+            only = [arg for prog in backend.programs for arg in ("--only", prog)]
+            runs[f"{name}/{backend.name}"] = dict(
+                command("load", shipped.path(name), "--json", *only),
+                programs=list(backend.programs))
+    return runs
 
 
 def main(outdir, argsum):
     report = {"machine": os.uname().machine, "release": os.uname().release,
               "python": sys.version.split()[0]}
     report["probe"] = command("probe", "--json")
-    report["load"] = {name: command("load", shipped.path(name), "--json")
-                      for name in shipped.names()}
+    report["load"] = loads()
     try:
         report["probes"] = probes(argsum)
     except Exception as e:  # reported to the host test, which fails on it

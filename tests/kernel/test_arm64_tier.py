@@ -76,12 +76,17 @@ def test_probe_works_and_sees_kprobes(guest):
 
 
 def test_every_shipped_object_loads(guest):
+    """readcount whole; filterreduce one backend's programs at a time (arm64_driver.py
+    says why)."""
     loads = guest["report"]["load"]
-    assert sorted(loads) == shipped.names("aarch64") and loads
+    backends = ("syscall", "copy_to_iter", "copyout")
+    assert sorted(loads) == sorted(["readcount"] + [f"filterreduce/{b}" for b in backends])
+    assert sorted(shipped.names("aarch64")) == ["filterreduce", "readcount"]
     for name, run in loads.items():
-        assert run["returncode"] == 0, (name, run["stderr"])
-        assert run["json"]["programs"] and all(p["id"] for p in run["json"]["programs"])
-    assert [p["name"] for p in loads["readcount"]["json"]["programs"]] == ["count_read"]
+        assert run["returncode"] == 0, (name, run["stdout"], run["stderr"])
+        loaded = run["json"]["programs"]
+        assert all(p["id"] for p in loaded)
+        assert sorted(p["name"] for p in loaded) == sorted(run.get("programs", ["count_read"]))
 
 
 @pytest.mark.parametrize("kind", ["kprobe", "uprobe"])
@@ -98,10 +103,13 @@ def test_filter_reduce_equals_the_reference(guest, backend):
     report = guest["report"]
     assert report["gen_numbers"]["returncode"] == 0, report["gen_numbers"]["stderr"]
     run = report["attach"][backend]
+    kernel = report["probes"].get("kprobe_copy_to_iter", {})
     if backend == "copy_to_iter" and run["returncode"] != 0 and \
-            "notrace" in run["stderr"]:
+            "notrace" in run["stderr"] and kernel.get("attached") is False:
+        # pybpf refused the backend, and the kernel itself refused the kprobe.
         pytest.skip(f"Debian's arm64 kernel {report['release']} refuses a kprobe on "
-                    f"_copy_to_iter: {run['stderr'].strip().splitlines()[-1]}; the "
+                    f"_copy_to_iter (notrace: lib/ is built without ftrace and "
+                    f"CONFIG_KPROBE_EVENTS_ON_NOTRACE is off; {kernel['error']}); the "
                     f"copy_to_iter backend runs on the patched kernel of docs/kernels.md "
                     f"(tools/vm-run --marker patched)")
     assert run["returncode"] == 0, run["stderr"]
