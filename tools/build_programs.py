@@ -55,10 +55,12 @@ class Target:
         <linux/bpf.h> includes <asm/types.h>)."""
         include = self.include_dir()
         if include is None:
+            package = ("linux-libc-dev" if os.uname().machine == self.machine
+                       else self.cross_package)
             raise SystemExit(
                 f"building pybpf's BPF programs for {self.machine} needs that "
-                f"architecture's kernel headers (/usr/{self.triplet}/include/asm): "
-                f"apt-get install {self.cross_package}")
+                f"architecture's kernel headers (<asm/unistd.h>): apt-get install "
+                f"{package}")
         return ["-g", "-O2", "-target", self.clang_target, "-Wall", "-Werror",
                 f"-D__TARGET_ARCH_{self.tracing_arch}", "-I", include]
 
@@ -75,9 +77,24 @@ TARGETS = {t.machine: t for t in (
 )}
 
 
+def available():
+    """The machines to build for by default: the build machine's own, and every other
+    one whose kernel headers are installed (a plain ``pip install .`` needs no cross
+    headers; tools/run-tests installs them all, and tests/unit/test_shipped.py checks
+    that the source tree has every architecture). Says on stderr which are left out."""
+    machines = []
+    for machine, target in sorted(TARGETS.items()):
+        if machine == os.uname().machine or target.include_dir() is not None:
+            machines.append(machine)
+        else:
+            print(f"build_programs: no {machine} objects: its kernel headers are not "
+                  f"installed (apt-get install {target.cross_package})", file=sys.stderr)
+    return machines
+
+
 def build(output, clang="clang", machines=None):
     """Compile every programs/*.bpf.c into output/<machine>/ for each machine (default:
-    all of TARGETS); returns the object paths."""
+    available()); returns the object paths."""
     sources = sorted(glob.glob(os.path.join(SOURCES, "*.bpf.c")))
     if not sources:
         return []
@@ -85,7 +102,7 @@ def build(output, clang="clang", machines=None):
         raise SystemExit(f"building pybpf's BPF programs needs {clang} (and libbpf-dev "
                          f"for <bpf/bpf_helpers.h>): apt-get install clang libbpf-dev")
     objects = []
-    for machine in machines or sorted(TARGETS):
+    for machine in machines or available():
         target = TARGETS[machine]
         flags = target.flags()
         outdir = os.path.join(output, machine)
@@ -104,7 +121,8 @@ def main(argv=None):
     ap.add_argument("--output", help="directory for the objects")
     ap.add_argument("--clang", default=os.environ.get("CLANG", "clang"))
     ap.add_argument("--arch", action="append", choices=sorted(TARGETS),
-                    help="build for this machine only (repeatable; default: all)")
+                    help="build for this machine (repeatable; default: this one and "
+                         "every other whose kernel headers are installed)")
     args = ap.parse_args(argv)
     output = args.output or os.path.join(ROOT, "pybpf", "bpf")
     if not (args.inplace or args.output):
