@@ -1,13 +1,13 @@
 """The cached arm64 Debian root that tools/vm-arm64 boots: made once by debootstrap and
-kept outside the repository, in $PYBPF_ARM64_CACHE or ~/.cache/pybpf/arm64/KEY/.
+kept outside the repository, in KEY/ of $PYBPF_ARM64_CACHE or ~/.cache/pybpf/arm64.
 
 KEY hashes the recipe (its version, suite, packages, initramfs settings, the guest's
-init), so changing any of them makes a new root and the old one is removed. The directory holds root.ext4 (the root
-filesystem, booted with QEMU's snapshot=on, so it never changes), the kernel and the
-initramfs of the root's own linux-image-arm64 (Debian builds virtio-blk, ext4 and 9p as
-modules; its initramfs-tools loads the first two, the init below the last), and
-manifest.json (release, package versions, how long the build took), written last:
-without it the directory is not a finished root.
+init), so changing any of them makes a new root and the old one is removed. The
+directory holds root.ext4 (the root filesystem, booted with QEMU's snapshot=on, so it
+never changes), the kernel and the initramfs of the root's own linux-image-arm64
+(Debian builds virtio-blk, ext4 and 9p as modules; its initramfs-tools loads the first
+two, the init below the last), and manifest.json (release, package versions, how long
+the build took), written last: without it the directory is not a finished root.
 
 debootstrap runs the root's second stage (dpkg's maintainer scripts) as arm64 programs,
 so while it runs the kernel's binfmt_misc hands arm64 executables to qemu-user-static;
@@ -235,7 +235,8 @@ def build():
         os.rename(work, final)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    for other in glob.glob(os.path.join(CACHE, "*")) + glob.glob(os.path.join(CACHE, ".building-*")):
+    # Roots of other recipes, and what an interrupted build left.
+    for other in glob.glob(os.path.join(CACHE, "*")) + glob.glob(os.path.join(CACHE, ".b*")):
         if other != final and (os.path.exists(os.path.join(other, MANIFEST))
                                or os.path.basename(other).startswith(".building-")):
             shutil.rmtree(other)
