@@ -101,6 +101,14 @@ def build(output, clang="clang", machines=None):
     if shutil.which(clang) is None:
         raise SystemExit(f"building pybpf's BPF programs needs {clang} (and libbpf-dev "
                          f"for <bpf/bpf_helpers.h>): apt-get install clang libbpf-dev")
+    # -g made DWARF for clang to derive BTF from; the kernel and pybpf read only .BTF
+    # and .BTF.ext, which llvm-strip -g keeps (libbpf-tools ship theirs so): a third
+    # of each object, five architectures' worth in the wheel.
+    strip = shutil.which("llvm-strip")
+    # Exactly what this build makes: objects left by an earlier build or layout (a
+    # reused setuptools build/ directory, a flat pybpf/bpf/) would ship as well.
+    for stale in glob.glob(os.path.join(output, "**", "*.bpf.o"), recursive=True):
+        os.remove(stale)
     objects = []
     for machine in machines or available():
         target = TARGETS[machine]
@@ -110,6 +118,8 @@ def build(output, clang="clang", machines=None):
         for src in sources:
             obj = os.path.join(outdir, os.path.basename(src)[:-2] + ".o")
             subprocess.run([clang, *flags, "-c", src, "-o", obj], check=True)
+            if strip:
+                subprocess.run([strip, "-g", obj], check=True)
             objects.append(obj)
     return objects
 
