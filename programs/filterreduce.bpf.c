@@ -119,21 +119,44 @@ struct pt_regs___fr {
 } __attribute__((preserve_access_index));
 #define FR_SYSCALL_ARG1(regs) BPF_CORE_READ((struct pt_regs___fr *)(regs), si)
 #define FR_SYSCALL_ARG2(regs) BPF_CORE_READ((struct pt_regs___fr *)(regs), dx)
-#elif defined(__TARGET_ARCH_arm64)
+#elif defined(__TARGET_ARCH_riscv)
 struct pt_regs___fr {
-	__u64 regs[31];
+	unsigned long a1;
+	unsigned long a2;
 } __attribute__((preserve_access_index));
-static __always_inline __u64 fr_arm64_arg(void *regs, int n)
+#define FR_SYSCALL_ARG1(regs) BPF_CORE_READ((struct pt_regs___fr *)(regs), a1)
+#define FR_SYSCALL_ARG2(regs) BPF_CORE_READ((struct pt_regs___fr *)(regs), a2)
+#else
+/* The others keep the argument registers in an array: FR_REGS[FR_ARG0 + n] is a
+ * syscall's argument n (s390 and powerpc pass argument 0 in their third and fourth
+ * registers). */
+#if defined(__TARGET_ARCH_arm64)
+#define FR_REGS regs
+#define FR_NREGS 31
+#define FR_ARG0 0
+#elif defined(__TARGET_ARCH_powerpc)
+#define FR_REGS gpr
+#define FR_NREGS 32
+#define FR_ARG0 3
+#elif defined(__TARGET_ARCH_s390)
+#define FR_REGS gprs
+#define FR_NREGS 16
+#define FR_ARG0 2
+#else
+#error "the syscall backend reads syscall arguments from pt_regs: define __TARGET_ARCH_*"
+#endif
+struct pt_regs___fr {
+	unsigned long FR_REGS[FR_NREGS];
+} __attribute__((preserve_access_index));
+static __always_inline __u64 fr_regs_arg(void *regs, int n)
 {
-	__u64 v = 0;
+	unsigned long v = 0;
 
-	bpf_core_read(&v, sizeof(v), &((struct pt_regs___fr *)regs)->regs[n]);
+	bpf_core_read(&v, sizeof(v), &((struct pt_regs___fr *)regs)->FR_REGS[FR_ARG0 + n]);
 	return v;
 }
-#define FR_SYSCALL_ARG1(regs) fr_arm64_arg(regs, 1)
-#define FR_SYSCALL_ARG2(regs) fr_arm64_arg(regs, 2)
-#else
-#error "the syscall backend reads syscall arguments from pt_regs: x86_64 and arm64 only"
+#define FR_SYSCALL_ARG1(regs) fr_regs_arg(regs, 1)
+#define FR_SYSCALL_ARG2(regs) fr_regs_arg(regs, 2)
 #endif
 
 /* ---- shared steps ------------------------------------------------------------ */

@@ -9,16 +9,30 @@ no clang at run time, no third-party dependencies. The layers, bottom up:
 - :mod:`pybpf.probe`: what the running kernel supports;
 - ``python -m pybpf``: the command line.
 """
+import sys
+
+# Before anything else, in syntax any Python parses: pybpf uses 3.9's, and an old
+# interpreter would otherwise fail with a SyntaxError deep in some module.
+if sys.version_info < (3, 9):
+    raise ImportError("pybpf needs Python 3.9 or newer; this is Python %d.%d (%s). "
+                      "Install a newer python3 (Debian 11 ships 3.9, Ubuntu 22.04 3.10)"
+                      % (sys.version_info[0], sys.version_info[1], sys.executable))
+
 from .errors import (BPFError, ClosedError, DependencyError, EmptyError, Error, InputError,
                      MapFullError, MissingError, NotSupportedError, UnsupportedError,
                      VerifierError)
-from .fd import unpin
-from .kernel.constants import (BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_F_MMAPABLE,
-                               BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, BPF_F_WRONLY_PROG,
-                               BPF_NOEXIST, AttachType, HelperId, MapType, ProgType)
-from .events import PerfBuffer, RingBuffer
-from .maps import Map, MapInfo
-from .programs import ProgInfo, Program, TestRun, enable_stats
+from .exports import lazy
+
+# The rest of the public names are imported when first used (pybpf.exports), so that
+# ``import pybpf`` and every ``python -m pybpf`` command pay only for what they use.
+_LAZY = {"unpin": ".fd", "PerfBuffer": ".events", "RingBuffer": ".events", "Map": ".maps",
+         "MapInfo": ".maps", "ProgInfo": ".programs", "Program": ".programs",
+         "TestRun": ".programs", "enable_stats": ".programs"}
+_LAZY.update(dict.fromkeys(
+    ("BPF_ANY", "BPF_EXIST", "BPF_F_LOCK", "BPF_F_MMAPABLE", "BPF_F_NO_PREALLOC",
+     "BPF_F_RDONLY_PROG", "BPF_F_WRONLY_PROG", "BPF_NOEXIST", "AttachType", "HelperId",
+     "MapType", "ProgType"), ".kernel.constants"))
+__getattr__, __dir__ = lazy(__name__, _LAZY)
 
 __version__ = "0.1.0"
 

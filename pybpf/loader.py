@@ -20,6 +20,7 @@ releases them all, also when loading fails halfway. The parsed specs
 import collections.abc
 import dataclasses
 import os
+import sys
 import time
 
 from . import args
@@ -125,6 +126,11 @@ class BpfObject:
         if self._loaded or self._closed:
             raise InputError(f"{self!r} is already {'closed' if self._closed else 'loaded'}")
         _check_load_args(pin_maps, kernel_btf, kconfig, log_level, programs)
+        if self.spec.byteorder != sys.byteorder:
+            raise O.ObjectError(
+                f"the object is {self.spec.byteorder}-endian but this machine is "
+                f"{sys.byteorder}-endian; rebuild it with clang -target bpf (or "
+                f"-target bpf{'el' if sys.byteorder == 'little' else 'eb'})")
         self._kernel_btf_source = kernel_btf
         self._replace = _check_replace(replace, self.spec)
         try:

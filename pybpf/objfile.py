@@ -102,11 +102,9 @@ class _Parser(MapReader, GlobalsReader):
         if elf.elf_type != E.ET_REL:
             raise ObjectError("the file is not a relocatable object (ET_REL); give the "
                               ".o that clang -c produced")
-        if elf.byteorder != sys.byteorder:
-            raise ObjectError(
-                f"the object is {elf.byteorder}-endian but this machine is "
-                f"{sys.byteorder}-endian; rebuild it with clang -target bpf (or "
-                f"-target bpf{'el' if sys.byteorder == 'little' else 'eb'})")
+        # Either byte order parses (a big-endian appliance's objects can be inspected
+        # on a little-endian build machine); BpfObject.load refuses a foreign one.
+        obj.byteorder = elf.byteorder
         self.symbols = elf.symbols()
         self._read_btf()
         self._read_license()

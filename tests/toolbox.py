@@ -108,3 +108,14 @@ def assert_vm_tests_pass(results, limit, record_property, capsys, vm_args=()):
     tests, failures, errors, skipped = junit_totals(junit)
     assert (failures, errors) == (0, 0), tail(run.stdout)
     assert tests - skipped > 0, f"no test ran in the VM:\n{tail(run.stdout)}"
+
+
+ROOT = os.path.dirname(TOOLS)
+
+
+def fresh_python(args, pythonpath=(), **kwargs):
+    """A new interpreter running args (e.g. ["-c", code]) with this tree first on its
+    path: what a module imports, or says when it cannot, is only seen in a fresh one."""
+    path = os.pathsep.join([*pythonpath, ROOT])
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, PYTHONPATH=path), **kwargs)

@@ -34,25 +34,29 @@ problem and the fix before any kernel object is made; a hook this kernel lacks i
 import importlib
 
 from ..errors import UnsupportedError
-from ..kernel.mounts import CGROUP1_SUPER_MAGIC
-from ..kernel.tracefs import cleanup_stale_probes
+from ..exports import lazy
 from ..sections import Elsewhere, SectionDef, hooks, parse
-from .cgroup import CgroupAttachment, attach_cgroup
 from .common import AttachError, HookNotSupportedError, LinkSet
-from .kprobe import attach_kprobe, attach_kretprobe
-from .kprobe_multi import KprobeMultiLink, attach_kprobe_multi
-from .netfilter import NetfilterLink, attach_netfilter
-from .perf_event import attach_perf_event
-from .perflink import PerfEventLink, ProbeBpfLink
-from .raw_tracepoint import attach_raw_tracepoint
-from .tc import TcxLink, attach_tc
-from .tcx import attach_tcx
-from .tracepoint import attach_tracepoint
-from .tracing import attach_tracing
-from .uprobe import LIB_DIRS, attach_uprobe, attach_uretprobe, function_offset, resolve_binary
-from .usdt import UsdtLink, attach_usdt
-from .uprobe_multi import UprobeMultiLink, attach_uprobe_multi
-from .xdp import attach_xdp
+
+# The attach_* functions and link classes come from their hook's module when first
+# used (pybpf.exports): attaching a kprobe need not import netlink, USDT notes or XDP.
+__getattr__, __dir__ = lazy(__name__, {
+    "CGROUP1_SUPER_MAGIC": "..kernel.mounts", "cleanup_stale_probes": "..kernel.tracefs",
+    "CgroupAttachment": ".cgroup", "attach_cgroup": ".cgroup",
+    "attach_kprobe": ".kprobe", "attach_kretprobe": ".kprobe",
+    "KprobeMultiLink": ".kprobe_multi", "attach_kprobe_multi": ".kprobe_multi",
+    "NetfilterLink": ".netfilter", "attach_netfilter": ".netfilter",
+    "attach_perf_event": ".perf_event",
+    "PerfEventLink": ".perflink", "ProbeBpfLink": ".perflink",
+    "attach_raw_tracepoint": ".raw_tracepoint",
+    "TcxLink": ".tc", "attach_tc": ".tc", "attach_tcx": ".tcx",
+    "attach_tracepoint": ".tracepoint", "attach_tracing": ".tracing",
+    "LIB_DIRS": ".uprobe", "attach_uprobe": ".uprobe", "attach_uretprobe": ".uprobe",
+    "function_offset": ".uprobe", "resolve_binary": ".uprobe",
+    "UsdtLink": ".usdt", "attach_usdt": ".usdt",
+    "UprobeMultiLink": ".uprobe_multi", "attach_uprobe_multi": ".uprobe_multi",
+    "attach_xdp": ".xdp",
+})
 
 __all__ = [
     "AttachError", "attach", "attach_kprobe", "attach_kretprobe", "attach_uprobe",

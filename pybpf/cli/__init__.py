@@ -12,7 +12,32 @@ import sys
 
 from ..errors import Error
 
-COMMANDS = ["probe", "objects", "load", "run", "links", "filterreduce"]
+# Every subcommand: the module that defines it and its one-line help. Only the module
+# of the command given is imported (each CLI call is a whole process, and what it
+# imports is most of its start-up); the others appear in --help from this table.
+COMMANDS = {
+    "probe": ("probe", "what this kernel supports, and which pipeline backend works"),
+    "prog": ("objects", "list and inspect loaded BPF programs"),
+    "map": ("objects", "list, inspect and dump loaded BPF maps"),
+    "load": ("load", "load a clang-built BPF object and report what loaded"),
+    "run": ("run", "load an object, attach its programs, run a command, print maps"),
+    "link": ("links", "list and detach BPF links (attached programs)"),
+    "attach": ("filterreduce", "attach the filter-reduce pipeline and read files "
+                               "through it"),
+    "detach": ("filterreduce", "remove a pipeline pinned with attach --pin"),
+    "gen-numbers": ("filterreduce", "write a file of numbers (test data)"),
+}
+
+
+def command_parser(sub, name, **kwargs):
+    """The subparser of command name, with its help from COMMANDS."""
+    return sub.add_parser(name, help=COMMANDS[name][1], **kwargs)
+
+
+def _command_word(argv):
+    """The subcommand named on the command line (the first word that is not an option),
+    or None."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,8 +62,17 @@ def main(argv=None):
         prog="python -m pybpf", description="Load, inspect and probe BPF from Python.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").register(sub)
+    word = _command_word(given)
+    chosen = COMMANDS[word][0] if word in COMMANDS else None
+    if chosen is not None:     # the other commands' parsers would go unused
+        try:
+            importlib.import_module(f"{__name__}.{chosen}").register(sub)
+        except Error as e:     # e.g. an architecture pybpf has no syscall numbers for
+            print(f"pybpf {word}: error: {e}", file=sys.stderr)
+            return 1
+    else:                      # for --help and the error naming the commands
+        for name in COMMANDS:
+            command_parser(sub, name)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -22,10 +22,8 @@ import tempfile
 import time
 
 from ..errors import PipelineError
-from ..filterreduce import (BACKEND_NAMES, PARSERS, REDUCTIONS, FilterReduce, detach,
-                            reference, sample)
-from ..filterreduce.reader import DEFAULT_CHUNK
-from . import emit_json
+from ..filterreduce.names import BACKEND_NAMES, DEFAULT_CHUNK, PARSERS, REDUCTIONS
+from . import command_parser, emit_json
 
 SAMPLE_SIZE = 64 << 20
 SAMPLE_FILTER = "x >= 500000 or x % 7 == 0"
@@ -41,8 +39,7 @@ result and the user-space one (backend "python"), and each has "matches"."""
 
 
 def register(sub):
-    p = sub.add_parser("attach", help="attach the filter-reduce pipeline and read files "
-                                      "through it", description=__doc__,
+    p = command_parser(sub, "attach", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_subparsers(dest="what", metavar="PIPELINE")
     what.required = True
@@ -56,7 +53,7 @@ def register(sub):
     c.add_argument("--filter", metavar="EXPR",
                    help="Python expression over x, e.g. 'x >= 100', '10 <= x < 20', "
                         "'x %% 3 == 0 and x < 0' (default: keep every number; the "
-                        f"sample's: {SAMPLE_FILTER!r})")
+                        f"sample's: {SAMPLE_FILTER.replace('%', '%%')!r})")
     c.add_argument("--reduce", default=",".join(REDUCTIONS), metavar="OPS",
                    help=f"comma-separated, from {','.join(REDUCTIONS)} (default: all)")
     c.add_argument("--filter-py", metavar="MODULE_OR_FILE:FUNC",
@@ -90,13 +87,13 @@ def register(sub):
                    help="print only the results: no progress, no backend notes")
     c.set_defaults(func=run_attach)
 
-    d = sub.add_parser("detach", help="remove a pipeline pinned with attach --pin",
+    d = command_parser(sub, "detach",
                        description="Remove the filter-reduce pipeline pinned under DIR: its "
                                    "links (which detaches it), its maps and DIR itself.")
     d.add_argument("directory", metavar="DIR")
     d.set_defaults(func=run_detach)
 
-    g = sub.add_parser("gen-numbers", help="write a file of numbers (test data)",
+    g = command_parser(sub, "gen-numbers",
                        description="Write SIZE bytes of numbers to OUT, e.g. "
                                    "gen-numbers data.txt 64M --filter 'x >= 500000' "
                                    "--filter-factor 0.25")
@@ -208,6 +205,7 @@ def run_attach(args):
     if args.scheduler:
         from . import cluster
         return cluster.run(args, flt, reduce, _describe)
+    from ..filterreduce import FilterReduce
     with FilterReduce(flt, reduce, backend=args.backend, parser=args.parser,
                       chunk=args.chunk, override=args.override) as fr:
         if not args.quiet and not args.json:
@@ -236,6 +234,7 @@ def run_attach(args):
 
 def _sample(fr, args):
     """The main job: a generated sample through the pipeline and through user space."""
+    from ..filterreduce import reference, sample
     progress = _Progress(not args.quiet)
     with tempfile.TemporaryDirectory(prefix="pybpf-sample-") as tmp:
         path = os.path.join(tmp, "numbers.txt")
@@ -261,12 +260,14 @@ def _sample(fr, args):
 
 
 def run_detach(args):
+    from ..filterreduce import detach
     removed = detach(args.directory)
     print(f"pybpf: removed {len(removed)} pins and {args.directory}", file=sys.stderr)
     return 0
 
 
 def run_gen(args):
+    from ..filterreduce import sample
     seps = tuple(args.separators.encode().decode("unicode_escape").encode("latin-1"))
     count = sample.generate(args.out, args.size, low=args.min, high=args.max,
                             negatives=args.negatives, separators=[bytes([c]) for c in seps],

@@ -11,13 +11,13 @@ import sys
 from ..errors import BPFError, InputError, NotSupportedError
 from ..links import BpfLink, iter_links
 from ..programs import Program
-from . import emit_json
+from . import command_parser, emit_json
 from .objects import _table, parse_ref
 
 
 def register(subparsers):
-    link = subparsers.add_parser(
-        "link", help="list and detach BPF links (attached programs)",
+    link = command_parser(
+        subparsers, "link",
         description="List and detach the BPF links of this system (needs root).")
     actions = link.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True

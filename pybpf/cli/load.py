@@ -9,12 +9,11 @@ from ..errors import Error, VerifierError
 from ..kernel.constants import MapType
 from ..loader import BpfObject
 from ..typenames import type_name
-from . import emit_json, loadopts
+from . import command_parser, emit_json, loadopts
 
 
 def register(sub):
-    p = sub.add_parser("load", help="load a clang-built BPF object and report what loaded",
-                       description=__doc__)
+    p = command_parser(sub, "load", description=__doc__)
     p.add_argument("object", help="ELF object built with clang -target bpf")
     p.add_argument("--pin", metavar="DIR",
                    help="pin programs at DIR/NAME and maps at DIR/maps/NAME (bpffs) so "

@@ -11,7 +11,7 @@ import sys
 
 from ..errors import InputError
 from .. import inventory
-from . import emit_json
+from . import command_parser, emit_json
 from ..kernel.constants import MapType
 from ..typenames import type_name
 
@@ -35,8 +35,8 @@ def register(subparsers):
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-j", "--json", action="store_true", help="print one JSON document")
 
-    prog = subparsers.add_parser(
-        "prog", help="list and inspect loaded BPF programs",
+    prog = command_parser(
+        subparsers, "prog",
         description="List and inspect the BPF programs loaded on this system (needs root).")
     actions = prog.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
@@ -54,8 +54,8 @@ def register(subparsers):
                    "the map id, helper calls the kernel's rewritten call offset")
     p.set_defaults(func=prog_show)
 
-    mp = subparsers.add_parser(
-        "map", help="list, inspect and dump loaded BPF maps",
+    mp = command_parser(
+        subparsers, "map",
         description="List, inspect and dump the BPF maps loaded on this system (needs root).")
     actions = mp.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True

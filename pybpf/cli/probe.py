@@ -13,7 +13,7 @@ from .. import probe as _probe
 from ..filterreduce import backends as _backends
 from ..filterreduce import facts as _facts
 from ..kernel import mounts
-from . import emit_json
+from . import command_parser, emit_json
 
 _DESCRIPTION = """\
 Probe the running kernel: which BPF program types load, which map types can be
@@ -36,9 +36,8 @@ _WIDTH = 100
 
 
 def register(subparsers):
-    p = subparsers.add_parser(
-        "probe", help="what this kernel supports, and which pipeline backend works",
-        description=_DESCRIPTION, epilog=_EPILOG,
+    p = command_parser(
+        subparsers, "probe", description=_DESCRIPTION, epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-j", "--json", action="store_true", help="print one JSON document")
     p.add_argument("--no-helpers", dest="helpers", action="store_false",
@@ -73,8 +72,10 @@ class Report:
 
 
 def run(args):
-    result = _probe.probe(helpers=args.helpers, full=args.full, mount=args.mount)
-    report = Report(result, _backends.verdicts(_facts.gather(mount=args.mount)))
+    result = _probe.probe(helpers=args.helpers, full=args.full, mount=args.mount,
+                          more_symbols=_facts.SYMBOLS)
+    facts = _facts.gather(mount=args.mount, kallsyms=result.tracing["kallsyms"])
+    report = Report(result, _backends.verdicts(facts))
     if args.json:
         emit_json(report.to_dict())
     else:

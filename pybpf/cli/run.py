@@ -31,7 +31,7 @@ from ..kernel import procs
 from ..kernel.constants import MapType, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE
 from ..typenames import type_name
 from ..loader import BpfObject
-from . import emit_json, loadopts, runevents
+from . import command_parser, emit_json, loadopts, runevents
 from .runreport import Report
 
 _XDP_MODES = {"auto": 0, "native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}
@@ -95,8 +95,7 @@ def register(sub):
                               "the object's BTF, or HEADER.h:NAME from a C header; MAP= "
                               "for one map only (repeatable)")
     loadopts.add_arguments(options)
-    p = sub.add_parser("run", parents=[options],
-                       help="load an object, attach its programs, run a command, print maps",
+    p = command_parser(sub, "run", parents=[options],
                        description=__doc__, epilog=_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("object", help="ELF object built with clang -target bpf")

@@ -17,8 +17,7 @@ import time
 import uuid
 
 from ..errors import PipelineError
-from ..filterreduce.reader import DEFAULT_CHUNK
-from ..filterreduce.results import REDUCTIONS
+from ..filterreduce.names import DEFAULT_CHUNK, REDUCTIONS
 from . import partials, placement
 from .job import Job, read_files
 from .plugin import check_workers

@@ -12,14 +12,16 @@ side is programs/filterreduce.bpf.c; the shared layouts are programs/filterreduc
 mirrored in layout. docs/filterreduce.md describes the whole, the tenant protocol
 included.
 """
-from .backends import ORDER as BACKEND_NAMES
-from .custom import Reduce
-from .backends import Verdict, choose, verdicts
-from .expr import FilterError, parse
-from .pipeline import Pipeline, detach
-from .reader import FilterReduce, Tenant
-from .results import REDUCTIONS, Result
-from .stage import PARSERS
+from ..exports import lazy
+
+# Imported on first use (pybpf.exports): ``probe`` wants the backends' verdicts, not
+# the reader, the stage generator and every hook module.
+__getattr__, __dir__ = lazy(__name__, {
+    "Reduce": ".custom", "Verdict": ".backends", "choose": ".backends",
+    "verdicts": ".backends", "FilterError": ".expr", "parse": ".expr",
+    "Pipeline": ".pipeline", "detach": ".pipeline", "FilterReduce": ".reader",
+    "Tenant": ".reader", "Result": ".results", "REDUCTIONS": ".names",
+    "PARSERS": ".names", "BACKEND_NAMES": ".names"})
 
 __all__ = ["FilterReduce", "Tenant", "Reduce", "Pipeline", "detach", "Result", "REDUCTIONS",
            "PARSERS", "BACKEND_NAMES", "Verdict", "choose", "verdicts", "parse",

@@ -32,9 +32,10 @@ from ..errors import PipelineError
 from ..links import attach_raw_tracepoint
 from ..kernel.constants import HelperId, ProgType
 from . import facts as F
+from .names import BACKEND_NAMES
 from . import layout as L
 
-ORDER = ("copyout", "copy_to_iter", "syscall")   # best first
+ORDER = BACKEND_NAMES   # best first
 KERNEL_CONFIG_HINT = ("build and boot a kernel with pybpf's kernel-config/ "
                       "(tools/build-kernel; docs/kernels.md)")
 

@@ -64,11 +64,12 @@ def _mounted(fstype, target):
     return path
 
 
-def gather(mount=True):
+def gather(mount=True, kallsyms=None):
     """The Facts of the running kernel. With mount (what the pipeline does), tracefs
     and debugfs are mounted first when they exist and are not: attaching needs
     tracefs anyway, and debugfs holds the kprobe blacklist and the error-injection
-    list. Without, what they would tell is unknown (None)."""
+    list. Without, what they would tell is unknown (None). kallsyms: {name: type}
+    already read for SYMBOLS (the probe command's), else /proc/kallsyms is read."""
     privileged = security.has_bpf_privilege()
     mount = mount and privileged
     tracefs = mounts.find_tracefs() or (_mounted("tracefs", mounts.TRACEFS_PATHS[0])
@@ -82,7 +83,8 @@ def gather(mount=True):
     syscall_tracepoints = kconfig.config_enabled("CONFIG_FTRACE_SYSCALLS")
     if tracefs:
         syscall_tracepoints = tracepoint_exists(tracefs, "raw_syscalls", "sys_enter")
-    kallsyms = kallsyms_types(SYMBOLS)
+    if kallsyms is None:
+        kallsyms = kallsyms_types(SYMBOLS)
 
     def listed(root, rel, symbol, column):
         return files.file_lists_symbol(os.path.join(root, rel), symbol, column) \

@@ -32,14 +32,13 @@ from ..errors import PipelineError
 from . import expr
 from . import layout as L
 from .custom import Function, Reduce
+from .names import DEFAULT_CHUNK, PARSERS
 from . import results as R
 from .pipeline import Pipeline
-from .stage import PARSERS
 
 # Bytes one event can carry through the stages: a tail call per stage, at most 33 of
 # them per event (32 before Linux 5.19), three per piece after the first's two.
 MAX_EVENT_BYTES = L.PIECE * (1 + (32 - 2) // 3)
-DEFAULT_CHUNK = 64 * 1024
 
 
 class FilterReduce:

@@ -12,8 +12,8 @@ from typing import Optional
 from ..errors import PipelineError
 from .layout import INT64_MAX, INT64_MIN
 from .layout import Result as Counters
+from .names import REDUCTIONS
 
-REDUCTIONS = ("count", "sum", "min", "max", "avg")
 
 
 def parse_reductions(spec):

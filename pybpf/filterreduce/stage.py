@@ -35,8 +35,8 @@ from ..kernel.constants import (BPF_ALU, BPF_ALU64, BPF_CALL, BPF_EXIT, BPF_JMP,
                                 BPF_LDX, HelperId)
 from . import codegen
 from . import layout as L
+from .names import PARSERS
 
-PARSERS = ("native", "strtol")
 BLOCK = L.BLOCK               # bytes per callback of the native parser (a power of 2)
 
 # Offsets into the per-CPU scratch value and the tenant value.

@@ -7,8 +7,8 @@ ordinary answer, such as ENOENT from a lookup, into a return value).
 import ctypes
 import errno
 import mmap as _mmap
+import _thread
 import os
-import threading
 
 from ..errors import ENOTSUPP, BPFError, InputError
 from . import attr as A
@@ -190,7 +190,7 @@ class ElemOps:
         self._key_addr, self._value_addr, self._next_addr = map(ctypes.addressof, self._views)
         self.attr = A.MapElemAttr(map_fd=fd)
         self._args = {cmd: prebuilt_args(cmd, self.attr) for cmd in _ELEM_CMDS}
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
 
     def _call(self, cmd, key, value_addr, flags):
         """Returns 0 or -errno; the caller holds the lock."""

@@ -18,16 +18,15 @@ import dataclasses
 import errno
 import functools
 import re
-import socket
-import threading
+import _thread
 from typing import Callable, Optional
 
 from .. import asm
 from ..errors import ENOTSUPP, BPFError, NotSupportedError
 from . import attr as A
 from . import namespaces, release, syscall, tracefs
-from .constants import (BPF_F_SLEEPABLE, AttachType, Cmd, HelperId, MapType, ProgType,
-                        XDP_PASS)
+from . import constants
+from .constants import (BPF_F_SLEEPABLE, AttachType, Cmd, MapType, ProgType, XDP_PASS)
 from .pmu import pmu_format, pmu_type
 
 
@@ -44,7 +43,9 @@ class Feature:
 
 FEATURES = {}
 _answers = {}
-_lock = threading.RLock()  # tests may ask other features (map creation: memlock)
+# Tests may ask other features (map creation: memlock). _thread's lock, not threading's:
+# this module is on every command's import path, and threading costs ~1 ms to import.
+_lock = _thread.RLock()
 
 
 def _feature(name, minimum, description, mounts=False):
@@ -211,7 +212,7 @@ def _memcg_accounting():
     charges BPF memory to the memcg (the same release), as libbpf tests it. Issued
     without lifting RLIMIT_MEMLOCK, which is what the answer decides."""
     from . import bpf as kbpf
-    code, lic = calling(HelperId.ktime_get_coarse_ns), b"GPL\0"
+    code, lic = calling(constants.plain("BPF_FUNC_ktime_get_coarse_ns")), b"GPL\0"
     attr = A.ProgLoadAttr(prog_type=ProgType.SOCKET_FILTER, insn_cnt=len(code) // 8,
                           insns=kbpf.address(code), license=kbpf.address(lic))
     fd = syscall.bpf_errno(Cmd.PROG_LOAD, attr)
@@ -243,6 +244,7 @@ def _bpf_link_xdp():
     """An XDP link to the loopback device of a private network namespace: the kernel
     looks the device up before it knows the link kind, so only a real device tells;
     nothing outside that namespace sees the program, which passes every packet."""
+    import socket
     return _link_answer(ProgType.XDP, lambda: socket.if_nametoindex("lo"), AttachType.XDP,
                         None, namespaces.in_private_netns)
 

@@ -67,12 +67,55 @@ def file_lists_symbol(path, symbol, column):
     debugfs kprobes/blacklist (column 1: "ADDR-ADDR<TAB>symbol") and
     error_injection/list (column 0: the functions bpf_override_return may override).
     """
+    found = symbol_lines(path, [symbol], column)
+    return None if found is None else symbol in found
+
+
+def symbol_lines(path, symbols, column):
+    """{symbol: its first line's fields} for those of symbols that a whitespace-
+    separated text file has in the given column; None when it cannot be read.
+
+    These files are large (/proc/kallsyms: ~120,000 lines, which the kernel takes
+    ~40 ms to produce) and a question is about a few names, so the file is read in
+    chunks, each searched with bytes.find (only lines containing a name are split),
+    and reading stops as soon as every name has been found.
+    """
     try:
-        with open(path) as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) > column and fields[column] == symbol:
-                    return True
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
-    return False
+    wanted = {s.encode(): s for s in symbols}
+    found, tail = {}, b""
+    try:
+        while wanted:
+            chunk = os.read(fd, 65536)
+            data = tail + chunk
+            cut = len(data) if not chunk else data.rfind(b"\n") + 1
+            data, tail = data[:cut], data[cut:]
+            for needle in list(wanted):
+                fields = _line_with(data, needle, column)
+                if fields is not None:
+                    found[wanted.pop(needle)] = [f.decode(errors="replace") for f in fields]
+            if not chunk:
+                break
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return found
+
+
+def _line_with(data, needle, column):
+    """The fields of the first complete line of data with needle in that column."""
+    at = 0
+    while True:
+        at = data.find(needle, at)
+        if at < 0:
+            return None
+        start = data.rfind(b"\n", 0, at) + 1
+        end = data.find(b"\n", at)
+        end = len(data) if end < 0 else end
+        fields = data[start:end].split()
+        if len(fields) > column and fields[column] == needle:
+            return fields
+        at = end

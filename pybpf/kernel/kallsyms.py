@@ -7,7 +7,7 @@ question (types, addresses, similar names), each answered in one pass over the f
 """
 import os
 
-from .files import file_lists_symbol
+from .files import file_lists_symbol, symbol_lines
 from .mounts import mount_point
 
 KALLSYMS = "/proc/kallsyms"
@@ -30,12 +30,10 @@ def _scan(keep):
 def _first_of(names):
     """{name: (type letter, address)} from the first line of each of names, or None
     when /proc/kallsyms cannot be read."""
-    wanted, found = set(names), {}
-
-    def keep(addr, kind, name):
-        if name in wanted and name not in found:
-            found[name] = (kind, int(addr, 16))
-    return found if _scan(keep) else None
+    lines = symbol_lines(KALLSYMS, list(dict.fromkeys(names)), 2)
+    if lines is None:
+        return None
+    return {name: (fields[1], int(fields[0], 16)) for name, fields in lines.items()}
 
 
 def kallsyms_types(names):

@@ -5,14 +5,14 @@ these numbers; they name the kernel in messages and fill ``kern_version`` (which
 kernels before 5.0 check for kprobe programs) and ``LINUX_KERNEL_VERSION``.
 """
 import functools
-import platform
+import os
 import re
 
 
 @functools.lru_cache(maxsize=None)
 def kernel_release():
     """``uname -r`` of the running kernel, e.g. ``"6.18.44-fc-v657"``."""
-    return platform.release()
+    return os.uname().release
 
 
 @functools.lru_cache(maxsize=None)

@@ -6,7 +6,7 @@ we know about.
 """
 import ctypes
 import errno
-import platform
+import os
 
 from ..errors import BPFError, MapFullError, VerifierError
 from . import memlock, release, security, sysctl
@@ -39,13 +39,15 @@ _perf_call.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_int, ctypes.c_in
 
 
 def syscall_numbers(machine=None):
-    machine = machine or platform.machine()
+    machine = machine or os.uname().machine
     try:
         return SYSCALL_NUMBERS[machine]
     except KeyError:
         raise BPFError("syscall", errno.ENOSYS, f"pybpf does not know the bpf(2) syscall "
                        f"number for the {machine!r} architecture (known: "
-                       f"{', '.join(sorted(SYSCALL_NUMBERS))})") from None
+                       f"{', '.join(sorted(SYSCALL_NUMBERS))}); add its __NR_bpf and "
+                       f"__NR_perf_event_open, from the kernel's syscall table for "
+                       f"{machine}, to SYSCALL_NUMBERS in pybpf/kernel/syscall.py") from None
 
 
 NR_BPF, NR_PERF_EVENT_OPEN = syscall_numbers()

@@ -99,3 +99,25 @@ def test_from_fd_of_another_kind_is_refused_and_the_fd_left_alone(things, owner,
         os.fstat(fd)  # still open
     finally:
         os.close(fd)
+
+
+def test_a_root_without_bpffs_is_told_how_to_mount_it():
+    """In a mount namespace without /sys/fs/bpf mounted (a minimal root, a container),
+    every way of pinning names bpffs and the mount command; the rest still works."""
+    import subprocess
+    import sys
+    from pybpf import shipped
+    obj = shipped.path("readcount")
+    py = f"{sys.executable} -m pybpf"
+    script = (f"umount /sys/fs/bpf 2>/dev/null; ! grep -q ' /sys/fs/bpf ' /proc/mounts || "
+              f"exit 3; {py} load {obj} --pin /sys/fs/bpf/x; echo rc=$?; "
+              f"{py} run {obj} --pin /sys/fs/bpf/y --duration 0; echo rc=$?; "
+              f"{py} attach copyout --pin /sys/fs/bpf/fr --quiet; echo rc=$?; "
+              f"{py} load {obj} >/dev/null; echo rc=$?")
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True,
+                       text=True, timeout=120, cwd="/")
+    assert r.stdout.split() == ["rc=1", "rc=1", "rc=1", "rc=0"], (r.stdout, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if "error" in line or "pin" in line]
+    assert len(lines) == 3, r.stderr
+    for line in lines:
+        assert "not on a bpf filesystem" in line and "mount -t bpf bpf /sys/fs/bpf" in line

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -13,6 +14,12 @@ def test_wheel_installs_and_loads_shipped_object_without_clang(tmp_path, clang):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                     "-q", "-w", str(dist), ROOT], check=True)
     (wheel,) = dist.glob("pybpf-*.whl")
+    # One set of objects per architecture (pybpf/shipped.py), in a wheel of < 1 MB.
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".bpf.o")}
+    assert shipped == {f"pybpf/bpf/{arch}/{name}.bpf.o"
+                       for arch in ("aarch64", "ppc64le", "riscv64", "s390x", "x86_64")
+                       for name in ("filterreduce", "readcount")}
+    assert wheel.stat().st_size < 1 << 20
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = str(venv / "bin" / "python")

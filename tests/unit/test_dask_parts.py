@@ -1,13 +1,11 @@
 """pybpf.dask's parts that need no cluster: where files are, what travels, how
 partials combine."""
-import os
 import random
-import subprocess
-import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from toolbox import fresh_python
 
 pytest.importorskip("distributed")
 
@@ -175,12 +173,8 @@ def test_a_custom_reduce_is_refused():
 
 # -- the dependency -------------------------------------------------------------------
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
 def _python(code):
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=ROOT))
+    return fresh_python(["-c", code])
 
 
 def test_the_core_and_the_cli_never_import_dask():

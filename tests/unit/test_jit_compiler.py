@@ -11,6 +11,7 @@ import types
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from toolbox import fresh_python
 
 from pybpf import jit
 from pybpf.errors import DependencyError
@@ -362,9 +363,8 @@ def test_a_map_in_python_has_the_kernel_maps_rules():
 # -- the dependency -------------------------------------------------------------------
 
 def test_the_core_never_imports_llvmlite():
-    out = subprocess.run([sys.executable, "-c", "import sys, pybpf, pybpf.filterreduce, "
-                          "pybpf.cli, pybpf.loader; print('llvmlite' in sys.modules)"],
-                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    out = fresh_python(["-c", "import sys, pybpf, pybpf.filterreduce, pybpf.cli, pybpf.loader; "
+                        "print('llvmlite' in sys.modules)"])
     assert out.stdout.strip() == "False", out.stderr
 
 
@@ -372,8 +372,7 @@ def test_without_llvmlite_the_jit_says_what_to_install():
     code = ("import sys; sys.modules['llvmlite'] = None\n"
             "from pybpf.errors import DependencyError\n"
             "try:\n    import pybpf.jit\nexcept DependencyError as e:\n    print(e)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=dict(os.environ, PYTHONPATH=ROOT))
+    out = fresh_python(["-c", code])
     assert "pip install 'pybpf[jit]'" in out.stdout, out.stderr
     assert issubclass(DependencyError, ImportError)
 
