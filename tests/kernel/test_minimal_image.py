@@ -177,13 +177,14 @@ def test_unit_and_kernel_tests_pass_under_python39_in_the_image(image, tmp_path,
     sets its own PYTHONPATH still finds it). Tests needing a tool the image lacks by
     design (clang, gcc, bpftool, kernel sources) skip there, saying so
     (toolbox.setup_missing). Left out: the vm and patched tiers, and the host's
-    drivers of the three tiers (this module, test_vm_tier.py, test_patched_kernel.py),
-    which boot or build what the image cannot."""
+    drivers of the tiers (this module, test_vm_tier.py, test_patched_kernel.py,
+    test_arm64_tier.py), which boot or build what the image cannot."""
     deps = image_root.deps_dir()
     site = image_root.site_packages(image[0])
     results = tmp_path / "results"
     results.mkdir()
-    drivers = ["test_minimal_image.py", "test_vm_tier.py", "test_patched_kernel.py"]
+    drivers = ["test_minimal_image.py", "test_vm_tier.py", "test_patched_kernel.py",
+               "test_arm64_tier.py"]
     start = time.monotonic()
     suite = ["python3", "-m", "pytest", "-c", "/src/setup.cfg", "--rootdir", "/src",
              "-p", "no:cacheprovider", "-m", "not vm and not patched", "-q",
