@@ -48,7 +48,11 @@ def filter_reduce(client, files, filter=None, reduce=REDUCTIONS, *, backend="aut
         refused = {a: v["why"] for a, v in check_workers(client, backend, override).items()
                    if not v["ok"]}
     tasks, missing = placement.assign(wanted, workers, refused, files_per_task)
-    agg, lost = _Run(client, job, tasks, split_every, per_file, timeout).wait(started)
+    run = _Run(client, job, tasks, split_every, per_file, timeout)
+    try:
+        agg, lost = run.wait(started)
+    finally:
+        run.cancel()     # a timeout or an interrupt leaves no task behind on the cluster
     missing += lost
     order = {f.path: i for i, f in enumerate(wanted)}
     file_results = tuple(partials.to_result(p) for p in
@@ -105,18 +109,23 @@ class _Run:
                                     f"{_exception(self.tree)}")
             if self.tree is None:
                 self.tree = self._build()
+            if self.timeout is not None and time.perf_counter() - started > self.timeout:
+                raise PipelineError(f"the cluster did not finish in {self.timeout} s: "
+                                    f"{sum(f.status != 'finished' for f in self.futures.values())}"
+                                    f" of {len(self.futures)} tasks still running")
             try:
                 wait([self.tree], timeout=POLL)
             except TimeoutError:
                 pass
             if self.tree.status == "finished":
                 return self.tree.result(), lost
-            if self.timeout is not None and time.perf_counter() - started > self.timeout:
-                raise PipelineError(f"the cluster did not finish in {self.timeout} s: "
-                                    f"{sum(f.status != 'finished' for f in self.futures.values())}"
-                                    f" of {len(self.futures)} tasks still running")
             if self.tree.status in ("cancelled", "lost"):
                 self.tree = None      # a partial failed under it: rebuild from the rest
+
+    def cancel(self):
+        """Release every task of this run (finished ones too: the result is out)."""
+        self.client.cancel(list(self.futures.values()) +
+                           ([self.tree] if self.tree is not None else []))
 
     def _build(self):
         """The combine tree over the current partials' futures; its root future."""

@@ -49,6 +49,9 @@ def main(spec):
         json.dump({"verdicts": {str(client.scheduler_info()["workers"][a]["name"]): v
                                 for a, v in check_workers(client).items()}}, sys.stdout)
         return
+    if spec.get("expect_timeout"):
+        json.dump(_timed_out(client, spec, flt), sys.stdout)
+        return
     kill = spec.get("kill")
     gates = []
     if kill:
@@ -69,6 +72,22 @@ def main(spec):
     doc.update(out)
     json.dump(doc, sys.stdout)
     client.close()
+
+
+def _timed_out(client, spec, flt):
+    """filter_reduce with a timeout too short to meet: its error, and the pybpf tasks
+    the scheduler still has a moment later (none: they are cancelled)."""
+    from pybpf.errors import PipelineError
+    try:
+        filter_reduce(client, spec["files"], flt, timeout=spec["expect_timeout"])
+        error = None
+    except PipelineError as e:
+        error = str(e)
+    time.sleep(1.0)
+
+    def ours(dask_scheduler):
+        return [str(k) for k in dask_scheduler.tasks if str(k).startswith("pybpf-")]
+    return {"error": error, "left": client.run_on_scheduler(ours)}
 
 
 def _kill_when_queued(client, victim, kill, out):

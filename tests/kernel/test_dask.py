@@ -201,6 +201,13 @@ def test_cli_reports_a_file_no_worker_has(cluster):
     assert "pybpf: missing" in r.stderr
 
 
+def test_a_timeout_names_itself_and_leaves_no_task_behind(cluster, tmp_path):
+    doc = drive(cluster, {"filter": "x > 1", "files": files_arg(cluster),
+                          "expect_timeout": 0.001}, tmp_path)
+    assert doc["error"] and "did not finish in 0.001 s" in doc["error"]
+    assert doc["left"] == []
+
+
 def test_a_worker_killed_mid_job(data, tmp_path):
     """node2 dies with its tasks queued on it: r.txt (also on node1) is read there,
     c0.txt (only on node2) is reported missing; the rest counted as usual."""
