@@ -106,9 +106,11 @@ def verifier_reason(log):
 
 
 def _inner_mount():
+    """A bpffs of the child's own at PIN_ROOT (the child runs in a private mount
+    namespace): the host's /sys/fs/bpf is shared by the loads running side by side, so
+    counting the pins there counted the other load's too."""
     from pybpf.kernel import system
-    if not system.is_bpffs(PIN_ROOT):
-        system.mount("bpf", PIN_ROOT, "bpf")
+    system.mount("bpf", PIN_ROOT, "bpf")
 
 
 def _inner_libbpf(obj, loader=None, options=None):
