@@ -136,6 +136,11 @@ class PipelineError(InputError):
     problem and what to do instead."""
 
 
+class MeasurementError(Error):
+    """A benchmark's result disagreed with its check (a wrong answer, a count that does
+    not add up): the numbers of that run would be meaningless, so none are reported."""
+
+
 class MapFullError(BPFError):
     """An update needed a new entry but the map already holds max_entries (E2BIG)."""
 

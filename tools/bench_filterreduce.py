@@ -8,7 +8,7 @@ and computing count, sum, min and max of the numbers the filter keeps:
 - the pipeline, with every backend and parser this kernel has, in-process (after
   the pipeline is loaded: FilterReduce.read) and as a whole command
   (``python -m pybpf attach copyout FILE``: interpreter, load, verify, attach, read);
-- a C loop (tools/bench/fr_cloop.c, gcc -O2): read() and the same parse, filter and
+- a C loop (pybpf/evaluation/fr_cloop.c, cc -O2): read() and the same parse, filter and
   reduction in user space;
 - the pure-Python reader (pybpf.filterreduce.reference: re, int, the filter as a
   Python function).
@@ -27,7 +27,6 @@ import datetime
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -39,43 +38,18 @@ sys.path.insert(0, ROOT)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchhost import cpu_model, report  # noqa: E402
-from pybpf.filterreduce import FilterReduce, reference, sample, verdicts  # noqa: E402
+from pybpf.evaluation import cloop  # noqa: E402
+from pybpf.evaluation.data import FILTER, THRESHOLD, data_file  # noqa: E402,F401
+from pybpf.filterreduce import FilterReduce, reference, verdicts  # noqa: E402
 from pybpf.kernel import system  # noqa: E402
 
-FILTER = "x >= 500000"
-THRESHOLD = 500000
-C_SOURCE = os.path.join(ROOT, "tools", "bench", "fr_cloop.c")
-GEN_VERSION = 2  # bump when sample.generate changes what it writes
 THESIS = ("thesis (2021, kernel 5.x, copyout kprobe with bpf_strtol): the eBPF "
           "filter-reduce took about 3x the time of user space, up to 5x at filter "
           "factor 100 %; bpf_override_return saved about 20 % of a read's latency")
 
 
-def data_file(cache, size_mb, factor, into=None):
-    """The data file for (size, filter factor), generated once into cache; with into
-    (a directory, e.g. a tmpfs), a copy there (a VM reads the host's cache over 9p)."""
-    name = f"v{GEN_VERSION}-{size_mb}MB-ff{factor}-{FILTER.replace(' ', '')}.txt"
-    path = os.path.join(cache, name)
-    if not os.path.exists(path):
-        os.makedirs(cache, exist_ok=True)
-        tmp = path + ".tmp"
-        sample.generate(tmp, size_mb << 20, filter=FILTER, filter_factor=factor / 100,
-                        negatives=0.0, seed=size_mb * 1000 + factor)
-        os.rename(tmp, path)
-    if into is None:
-        return path
-    copy = os.path.join(into, name)
-    if not os.path.exists(copy):
-        for old in os.listdir(into):       # one file at a time: a VM has little memory
-            os.unlink(os.path.join(into, old))
-        shutil.copyfile(path, copy)
-    return copy
-
-
 def build_cloop(out):
-    exe = os.path.join(out, "fr_cloop")
-    subprocess.run(["gcc", "-O2", "-o", exe, C_SOURCE], check=True)
-    return exe
+    return cloop.build(out)
 
 
 def timed(fn, runs):
@@ -93,14 +67,10 @@ def c_loop(exe, path, chunk, runs):
     inner = []
 
     def run():
-        doc = json.loads(subprocess.run([exe, path, str(chunk), str(THRESHOLD)],
-                                        check=True, capture_output=True, text=True).stdout)
-        inner.append(doc.pop("seconds"))
+        seconds, doc = cloop.run(exe, path, chunk, THRESHOLD)
+        inner.append(seconds)
         return doc
     whole, d = timed(run, runs)
-    d["sum"] = (d.pop("sum_hi") << 64) + d.pop("sum_lo")
-    if not d["numbers_kept"]:
-        d["min"] = d["max"] = None
     return statistics.median(inner), whole, d
 
 
@@ -117,9 +87,7 @@ def command(path, backend, parser, chunk, runs):
     return seconds, out["doc"]
 
 
-def agrees(doc, want):
-    return all(doc[k] == getattr(want, k) for k in ("bytes", "numbers_seen", "numbers_kept",
-                                                    "sum", "min", "max"))
+agrees = cloop.agrees
 
 
 def measure(args):
@@ -270,10 +238,6 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if os.geteuid() != 0:
         print("bench_filterreduce: needs root (the pipeline loads BPF programs)",
-              file=sys.stderr)
-        return 1
-    if shutil.which("gcc") is None:
-        print("bench_filterreduce: needs gcc for the C loop (apt-get install gcc)",
               file=sys.stderr)
         return 1
     doc = measure(args)

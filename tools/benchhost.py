@@ -1,18 +1,10 @@
 """What the benchmarks record about the machine they ran on: the CPU's model name,
 which docs/performance.md quotes beside every number."""
-import platform
+import os
+import sys
 
-
-def cpu_model():
-    """The first "model name" of /proc/cpuinfo, else the processor or machine name."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pybpf.evaluation.stats import cpu_model  # noqa: E402,F401 - re-exported
 
 
 def report(doc, text, json_path=None, markdown_path=None):

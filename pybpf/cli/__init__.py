@@ -26,6 +26,7 @@ COMMANDS = {
                                "through it"),
     "detach": ("filterreduce", "remove a pipeline pinned with attach --pin"),
     "gen-numbers": ("filterreduce", "write a file of numbers (test data)"),
+    "bench": ("bench", "re-run the e2BPF thesis's evaluation and write its report"),
 }
 
 

@@ -269,6 +269,16 @@ class Pipeline:
         info.default_filter_slot = slot
         self.maps["fr_info"][0] = info
 
+    def hook_programs(self):
+        """The programs this process attached to the hooks (the dispatchers), for
+        BPF's run-time statistics: a hook's run counts the stages it tail-calls.
+        Empty for a pipeline joined from a pin."""
+        if self._obj is None:
+            return []
+        attached = {link.info().prog_id for link in self.links}
+        return [p for p in self._obj.programs.values()
+                if not p.closed and p.info().id in attached]
+
     # -- closing ------------------------------------------------------------------
 
     def close(self):

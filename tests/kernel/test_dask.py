@@ -113,10 +113,8 @@ def same(doc, want):
 
 @pytest.fixture(scope="module")
 def c_loop(tmp_path_factory):
-    exe = str(tmp_path_factory.mktemp("cloop") / "fr_cloop")
-    subprocess.run(["gcc", "-O2", "-o", exe, os.path.join(ROOT, "tools", "bench",
-                                                           "fr_cloop.c")], check=True)
-    return exe
+    from pybpf.evaluation import cloop
+    return cloop.build(str(tmp_path_factory.mktemp("cloop")))
 
 
 def test_results_equal_the_local_pipeline_the_reference_and_the_c_loop(
