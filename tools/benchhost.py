@@ -4,7 +4,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pybpf.evaluation.stats import cpu_model  # noqa: E402,F401 - re-exported
+from pybpf.kernel.machine import cpu_model  # noqa: E402,F401 - re-exported
 
 
 def report(doc, text, json_path=None, markdown_path=None):

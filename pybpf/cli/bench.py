@@ -30,7 +30,7 @@ def register(sub):
     t.add_argument("--sizes", type=_sizes, metavar="MB,...",
                    help="the file sizes of 6.3 and 6.4 (default: the thesis's 16-112 MB; "
                         "--quick: 1,4)")
-    t.add_argument("--runs", type=int, metavar="N", help="runs per point")
+    t.add_argument("--runs", type=_positive, metavar="N", help="runs per point")
     t.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="the VM's wall-time limit (default: 30 min quick, 4 h full)")
     t.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -49,6 +49,12 @@ def _sizes(text):
         raise argparse.ArgumentTypeError(f"sizes are whole megabytes, comma-separated "
                                          f"(e.g. 16,32,64), not {text!r}")
     return sizes
+
+
+def _positive(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"runs is a whole number of 1 or more, not {text!r}")
+    return int(text)
 
 
 def run_thesis(args):

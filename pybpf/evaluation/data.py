@@ -3,11 +3,10 @@ the repository (~/.cache/pybpf/bench-filterreduce, or $PYBPF_BENCH_CACHE), keyed
 what they hold, and the tmpfs the experiments read them from."""
 import os
 import shutil
-import subprocess
 import tempfile
 
 from ..filterreduce import sample
-from ..kernel import system
+from ..kernel import mounts
 
 FILTER = "x >= 500000"
 THRESHOLD = 500000
@@ -46,9 +45,13 @@ class Tmpfs:
 
     def __enter__(self):
         self.path = tempfile.mkdtemp(prefix="pybpf-eval-")
-        system.mount("tmpfs", self.path, "tmpfs")
+        try:
+            mounts.mount("tmpfs", self.path, "tmpfs")
+        except BaseException:
+            os.rmdir(self.path)
+            raise
         return self.path
 
     def __exit__(self, *exc):
-        subprocess.run(["umount", self.path], check=False)
+        mounts.umount(self.path)
         os.rmdir(self.path)

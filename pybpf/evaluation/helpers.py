@@ -170,9 +170,10 @@ def run(ctx):
              f"{strtol['page_ns']:,.0f} ns for a page of 512.")
     native = next((r for r in parser_rows if r["parser"].endswith("/native")), None)
     if native:
+        ratio = strtol["page_ns"] / native["kernel_ns"]
         text += (f" The pipeline's native parser gets through the whole page (reading it "
                  f"in, parsing, filtering, reducing) in {native['kernel_ns']:,.0f} ns, "
-                 f"{strtol['page_ns'] / native['kernel_ns']:.1f}x less than bpf_strtol "
-                 f"alone takes for its numbers.")
+                 + (f"{ratio:.1f}x less than" if ratio >= 1 else f"{1 / ratio:.1f}x more than")
+                 + " bpf_strtol alone takes for its numbers.")
     section.text.append(text)
     return section

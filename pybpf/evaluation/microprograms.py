@@ -7,6 +7,8 @@ syscall around them (kprobe and raw-tracepoint programs cannot be repeated by
 TEST_RUN). The helpers measured are in every program type's base set on 5.13+:
 bpf_probe_read_kernel/user (with CAP_PERFMON), bpf_strtol.
 """
+import ctypes
+
 from .. import asm
 from ..asm import R0, R1, R2, R3, R4, R6, R7, R8, R9, R10, alu64, call, exit, jmp, \
     ld_imm64, ld_map_value, ldx, mov64, stx
@@ -43,12 +45,12 @@ def run_ns(prog, repeat):
 
 
 class Pages:
-    """Two array maps of one element: src, a page (and a spare one) of numbers, the
-    kernel buffer the helpers read from; dst, the buffer they read into. user is the
-    same page in this process's memory, for bpf_probe_read_user."""
+    """Two array maps of one element: src, the page of numbers the helpers read from
+    (kernel memory), followed by a page of zeros so that no read can run past the
+    map's value; dst, the buffer they read into. user is the same page in this
+    process's memory, for bpf_probe_read_user."""
 
     def __init__(self, data):
-        import ctypes
         self.src = Map.create("array", "I", 2 * PAGE, 1)
         self.dst = Map.create("array", "I", PAGE, 1)
         self.src[0] = data + bytes(PAGE)

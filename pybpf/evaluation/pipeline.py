@@ -135,12 +135,15 @@ def run(ctx):
         c = next((x for x in rows if x["method"] == "C loop" and x["size_mb"] == r["size_mb"]
                   and x["filter_factor"] == r["filter_factor"]), None)
         r["vs_c_loop"] = r["total_s"] / c["total_s"] if c else None
+        r["thesis_vs_c_loop"] = None if r["load_verify_s"] is None else (
+            thesis.SLOWDOWN_FF100 if r["filter_factor"] == 100 else thesis.SLOWDOWN)
     section.tables.append(Table([
         Column("size_mb", "size [MB]"), Column("filter_factor", "ff [%]"),
         Column("method", "method"), Column("io_s", "I/O [s]", 4),
         Column("load_verify_s", "load+verify [s]", 4),
         Column("processing_s", "processing [s]", 4), Column("total_s", "read total [s]", 4),
-        Column("total_sd_s", "sd [s]", 4), Column("vs_c_loop", "/ C loop")], rows,
+        Column("total_sd_s", "sd [s]", 4), Column("vs_c_loop", "/ C loop"),
+        Column("thesis_vs_c_loop", "thesis / C loop", 0, thesis=True)], rows,
         f"{grid.runs} runs per point (the Python reader 1, up to {grid.python_max_mb} MB); "
         f"'read total' excludes load+verify, which a command pays once; the thesis: "
         f"{thesis.RUNS['pipeline']} runs per point"))

@@ -33,6 +33,10 @@ def _clock(seconds):
     return f"{int(seconds) // 60} min {int(seconds) % 60} s"
 
 
+def _share(noise):
+    return "(too short to measure)" if noise is None else f"{noise:.1%} of the CPUs"
+
+
 def markdown(doc):
     m = doc["machine"]
     out = ["# The e2BPF thesis's evaluation, re-run by pybpf", "",
@@ -40,8 +44,8 @@ def markdown(doc):
            f"{_clock(doc['seconds'])}.", "",
            f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory_gb']} GB, Linux "
            f"{m['kernel']} ({m['machine']}), Python {m['python']}; {m['environment']}.", "",
-           f"Noise: other processes used {doc['noise']:.1%} of the CPUs over the run "
-           f"(per experiment below).", ""]
+           f"Noise: other processes used {_share(doc['noise'])} over the run (per "
+           f"experiment below).", ""]
     if doc.get("emulated"):
         out += [f"**{EMULATED_NOTE}**", ""]
     out += [f"Beside ours, the thesis's numbers where its text gives them ({doc['thesis']}).",
@@ -51,8 +55,8 @@ def markdown(doc):
         if s["skipped"]:
             out += [f"Not measured on this kernel: {s['skipped']}.", ""]
             continue
-        out += [f"_{_clock(s['seconds'])}, other processes {s['noise']:.1%} of the CPUs; "
-                f"CSV: {s['slug']}.csv._", ""]
+        out += [f"_{_clock(s['seconds'])}, other processes used {_share(s['noise'])}; CSV: "
+                f"{s['slug']}.csv._", ""]
         for t in s["tables"]:
             out += render_table(t) + [""]
         for f in s["figures"]:

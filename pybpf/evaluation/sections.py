@@ -65,7 +65,7 @@ class Section:
     samples: Dict[str, list] = field(default_factory=dict)   # raw measurements
     skipped: Optional[str] = None
     seconds: float = 0.0
-    noise: float = 0.0       # other processes' share of the CPUs while it ran
+    noise: Optional[float] = None   # other processes' share of the CPUs while it ran
     runs: int = 0
 
     def to_dict(self):

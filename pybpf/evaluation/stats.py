@@ -9,6 +9,9 @@ import platform
 import statistics
 import time
 
+from ..kernel import machine as machine_facts
+from ..kernel.machine import cpu_model
+
 
 def summary(samples):
     """{n, mean, stdev, median, min, max} of a list of numbers (stdev 0 for one)."""
@@ -31,17 +34,14 @@ def timed(fn, runs):
     return samples, value
 
 
-def _busy_jiffies():
-    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)   # idle + iowait
-    return sum(fields) - idle, sum(fields)
+_busy_jiffies = machine_facts.cpu_ticks     # (busy, total) ticks; tests replace it
 
 
 class Noise:
     """How much of the machine others used while a block ran: the CPU time of all
-    processes but this one and its children, as a share of all CPUs' time."""
+    processes but this one and its children, as a share of all CPUs' time. None for a
+    block shorter than a second of all CPUs' time: at the clock's 100 ticks a second
+    one stray tick would read as several percent. (In a VM this sees the guest only.)"""
 
     def __init__(self):
         self._busy, self._total = _busy_jiffies()
@@ -52,8 +52,8 @@ class Noise:
         busy, total = _busy_jiffies()
         hz = os.sysconf("SC_CLK_TCK")
         elapsed = (total - self._total) / hz
-        if elapsed <= 0:
-            return 0.0
+        if elapsed < 1.0:
+            return None
         others = (busy - self._busy) / hz - (_our_seconds() - self._ours)
         return max(0.0, others / elapsed)
 
@@ -70,22 +70,6 @@ def machine(environment):
             "environment": environment, "memory_gb": _memory_gb()}
 
 
-def cpu_model():
-    """The first "model name" of /proc/cpuinfo, else the processor or machine name."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _memory_gb():
-    try:
-        with open("/proc/meminfo") as f:
-            kib = int(f.readline().split()[1])
-        return round(kib / (1 << 20), 1)
-    except (OSError, ValueError, IndexError):
-        return math.nan
+    kib = machine_facts.memory_kib()
+    return math.nan if kib is None else round(kib / (1 << 20), 1)

@@ -57,14 +57,16 @@ def run(ctx):
                                    for (how, work), points in pts.items()], logy=True))
     bare = max((r for r in rows if r["work"] == "none"), key=lambda r: r["tail_calls"])
     paged = max((r for r in rows if r["work"] != "none"), key=lambda r: r["tail_calls"])
+    noisy = paged["per_tail_call_sd_ns"] > abs(paged["per_tail_call_ns"])
     section.text.append(
         f"With nothing else to do, one tail call costs {bare['per_tail_call_ns']:.1f} ns "
         f"(sd {bare['per_tail_call_sd_ns']:.2f} ns, {bare['tail_calls']} per run). Beside a "
         f"page's work the {paged['tail_calls']} tail calls change the run's time by "
-        f"{paged['overhead']:+.1%} (sd of a tail call there: "
-        f"{paged['per_tail_call_sd_ns']:.0f} ns, more than the cost itself): the thesis's "
-        f"finding that tail calls add no significant cost holds. Their limit is their "
-        f"number, 33 per run, which caps the stages one event can go through.")
+        f"{paged['overhead']:+.1%} ({paged['per_tail_call_ns']:.1f} ns per tail call, sd "
+        f"{paged['per_tail_call_sd_ns']:.1f} ns" + (", within the noise" if noisy else "")
+        + "): the thesis's finding that tail calls add no significant cost holds. Their "
+        "limit is their number, 33 per run, which caps the stages one event can go "
+        "through.")
     return section
 
 

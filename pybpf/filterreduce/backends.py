@@ -84,7 +84,7 @@ class Backend:
             if facts.privileged and facts.helper(self.prog_type, helper) is False:
                 missing.append(f"{self.prog_type.name.lower()} programs may not call "
                                f"bpf_{helper.name} here ({why})")
-        return self._verdict(facts, tuple(missing))
+        return self._verdict(facts, tuple(dict.fromkeys(missing)))   # each reason once
 
     def missing(self, facts):
         raise NotImplementedError

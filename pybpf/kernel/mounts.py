@@ -83,6 +83,13 @@ def mount(source, target, fstype):
         raise BPFError(f"mount -t {fstype} {source} {target}", err)
 
 
+def umount(target):
+    """umount(2) what mount() mounted at target; needs root."""
+    if LIBC.umount2(target.encode(), 0) != 0:
+        err = ctypes.get_errno()
+        raise BPFError(f"umount {target}", err)
+
+
 def filesystem_supported(fstype):
     """Whether the kernel can mount fstype (listed in /proc/filesystems)."""
     for line in read_lines("/proc/filesystems") or ():

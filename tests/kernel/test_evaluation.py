@@ -169,16 +169,36 @@ def test_quick_grid_runs_every_experiment_on_a_small_grid():
     assert max(G.QUICK.sizes_mb) < min(G.FULL.sizes_mb)
 
 
-@pytest.fixture(scope="module")
-def patched_run(tmp_path_factory):
+def vm_bench(tmp_path_factory, kernel):
     if subprocess.run([sys.executable, VM_RUN, "--check"], capture_output=True).returncode:
         setup_missing("the VM tier is not installed: bash tools/vm-setup (tools/run-tests "
                       "runs it)")
-    out = tmp_path_factory.mktemp("thesis-patched")
-    proc = bench(out, "--kernel", "vm-patched", timeout=2400)
+    out = tmp_path_factory.mktemp(f"thesis-{kernel}")
+    proc = bench(out, "--kernel", kernel, timeout=2400)
     log = (out / "output.log").read_text() if (out / "output.log").exists() else ""
     assert proc.returncode == 0, tail(proc.stdout + proc.stderr + log)
     return out, json.loads((out / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def patched_run(tmp_path_factory):
+    return vm_bench(tmp_path_factory, "vm-patched")
+
+
+def test_in_the_stock_vm_the_override_is_skipped_and_the_syscall_backend_runs(
+        tmp_path_factory):
+    out, doc = vm_bench(tmp_path_factory, "vm-stock")
+    assert doc["emulated"] is True and "stock 6.1" in doc["machine"]["environment"]
+    assert doc["machine"]["kernel"].startswith("6.1.")
+    s = sections(doc)
+    assert "--kernel vm-patched" in s["6.2.4"]["skipped"]
+    methods = {r["method"] for r in s["6.3"]["tables"][0]["rows"]}
+    assert {"syscall/native", "syscall/strtol", "C loop"} <= methods
+    assert not any(m.startswith("copy") for m in methods)   # notrace on stock 6.1
+    assert (out / "report.md").read_text() == report.markdown(doc)
+    assert doc["plots"]          # drawn on the host from the guest's results
+    for f in s["6.2.1"]["figures"]:
+        assert png_text(out / f"{f['name']}.png")["Description"] == f"pybpf run {doc['run_id']}"
 
 
 def test_in_the_patched_vm_the_override_skips_every_copy(patched_run):

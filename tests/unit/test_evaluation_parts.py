@@ -92,3 +92,27 @@ def test_bad_sizes_are_refused_by_name():
                            "0,x"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "sizes are whole megabytes" in proc.stderr
+
+
+def test_bad_runs_are_refused_by_name():
+    proc = subprocess.run([sys.executable, "-m", "pybpf", "bench", "thesis", "--runs", "0"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "runs is a whole number of 1 or more" in proc.stderr
+
+
+def test_noise_of_a_block_too_short_to_tell_is_none(monkeypatch):
+    from pybpf.evaluation import stats
+    ticks = iter([(100, 1000), (150, 1050)])     # 50 ticks of all CPUs: 0.5 s
+    monkeypatch.setattr(stats, "_busy_jiffies", lambda: next(ticks))
+    noise = stats.Noise()
+    assert noise.share() is None
+
+
+def test_noise_is_others_share_of_the_cpus(monkeypatch):
+    from pybpf.evaluation import stats
+    hz = stats.os.sysconf("SC_CLK_TCK")
+    ticks = iter([(0, 0), (hz * 3, hz * 10)])    # 10 s of CPU time, 3 s busy
+    ours = iter([1.0, 2.0])                      # of which 1 s was ours
+    monkeypatch.setattr(stats, "_busy_jiffies", lambda: next(ticks))
+    monkeypatch.setattr(stats, "_our_seconds", lambda: next(ours))
+    assert stats.Noise().share() == pytest.approx(0.2)

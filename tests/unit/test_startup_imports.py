@@ -37,7 +37,7 @@ def test_help_imports_only_the_cli():
 
 
 # What no command's parser needs: the other commands' machinery, the extras.
-EXTRAS = {"pybpf.jit", "pybpf.dask", "distributed", "llvmlite"}
+EXTRAS = {"pybpf.jit", "pybpf.dask", "distributed", "llvmlite", "matplotlib"}
 LOADER = {"pybpf.loader", "pybpf.objfile", "pybpf.linker"}
 PIPELINE = {"pybpf.filterreduce.reader", "pybpf.filterreduce.pipeline",
             "pybpf.filterreduce.stage"}
@@ -63,6 +63,8 @@ def test_import_pybpf_imports_only_its_errors():
     (["gen-numbers", "--help"], KERNEL | LOADER | PIPELINE | HOOKS | {"pybpf.probe"}),
     (["prog", "list", "--help"], LOADER | PIPELINE | HOOKS | {"pybpf.probe"}),
     (["link", "list", "--help"], LOADER | PIPELINE | HOOKS | {"pybpf.probe"}),
+    (["bench", "thesis", "--help"], KERNEL | LOADER | PIPELINE | HOOKS | {"pybpf.probe",
+                                                                          "pybpf.evaluation"}),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_a_commands_help_imports_no_other_commands_machinery(command, forbidden):
     loaded = modules_after(command)
